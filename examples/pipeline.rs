@@ -1,0 +1,73 @@
+//! The build/deploy tool of the README: `build` and `deploy` must never
+//! overlap, whoever starts them.
+//!
+//! ```text
+//! cargo run --example pipeline -- demo      # both at once: deploy is refused
+//! cargo run --example pipeline -- build     # in one terminal...
+//! cargo run --example pipeline -- deploy    # ...and this in another
+//! ```
+
+use lockattr::{LockName, exclusive};
+use std::process::{Command, ExitCode};
+use std::thread::sleep;
+use std::time::Duration;
+
+/// Declared once: a typo in one of the annotations would not compile.
+const BUILD_DEPLOY: LockName = LockName::new("pipeline-build-deploy");
+
+/// Compiles. Returns `()`: when busy, one line on stderr and nothing runs.
+#[exclusive(BUILD_DEPLOY)]
+fn build() {
+    println!("build: compiling (pid {})...", std::process::id());
+    sleep(Duration::from_secs(3));
+    println!("build: artifacts written");
+}
+
+/// Tags, packages and ships. Busy is an error the caller can tell apart.
+#[exclusive(BUILD_DEPLOY)]
+fn deploy() -> Result<(), lockattr::Error> {
+    build(); // nested on the same thread: re-enters, never deadlocks
+    println!("deploy: shipping the artifacts");
+    Ok(())
+}
+
+/// Waits up to a minute for a running build or deploy, then gives up.
+#[exclusive(BUILD_DEPLOY, wait = "60s")]
+fn deploy_when_free() -> Result<(), lockattr::Error> {
+    deploy()
+}
+
+fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    let me = std::env::current_exe()?;
+    println!("demo: starting `build` in another process, then `deploy` while it runs");
+    let mut build = Command::new(&me).arg("build").spawn()?;
+    sleep(Duration::from_millis(700));
+    let refused = Command::new(&me).arg("deploy").status()?;
+    println!("demo: `deploy` exited with {refused} while `build` ran");
+    let waited = Command::new(&me).arg("deploy-when-free").status()?;
+    build.wait()?;
+    println!("demo: `deploy-when-free` waited for the build, then exited with {waited}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let result = match command.as_str() {
+        "build" => Ok(build()),
+        "deploy" => deploy().map_err(Into::into),
+        "deploy-when-free" => deploy_when_free().map_err(Into::into),
+        "demo" => demo(),
+        "lock-path" => lockattr::lock_path(BUILD_DEPLOY.as_str()).map(|p| println!("{}", p.display())).map_err(Into::into),
+        _ => {
+            eprintln!("usage: pipeline build|deploy|deploy-when-free|demo|lock-path");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pipeline: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The attribute's arguments: `NAME` or `path = "..."`, then options.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::{Error, Expr, LitStr, Token};
+
+mod kw {
+    syn::custom_keyword!(on_busy);
+    syn::custom_keyword!(wait);
+    syn::custom_keyword!(shared);
+    syn::custom_keyword!(dir);
+    syn::custom_keyword!(path);
+}
+
+const OPTIONS: &str = "`on_busy = EXPR`, `wait`, `wait = \"DUR\"`, `shared`, `dir = \"/abs/dir\"`, `crate = \"path\"`";
+
+/// Which lock: a name, a `const` name, or a file.
+pub(crate) enum Target {
+    Name(LitStr),
+    Const(syn::Path),
+    File(LitStr),
+}
+
+pub(crate) enum Wait {
+    Forever,
+    /// Milliseconds.
+    For(u64),
+}
+
+pub(crate) struct Args {
+    pub(crate) target: Target,
+    pub(crate) on_busy: Option<Expr>,
+    pub(crate) wait: Option<Wait>,
+    pub(crate) shared: bool,
+    pub(crate) dir: Option<LitStr>,
+    pub(crate) krate: Option<syn::Path>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Args> {
+        let target = parse_target(input)?;
+        let mut args = Args { target, on_busy: None, wait: None, shared: false, dir: None, krate: None };
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let lookahead = input.lookahead1();
+            let key_span = input.span();
+            let key = if lookahead.peek(kw::on_busy) {
+                input.parse::<kw::on_busy>()?;
+                input.parse::<Token![=]>()?;
+                args.on_busy = Some(input.parse()?);
+                "on_busy"
+            } else if lookahead.peek(kw::wait) {
+                input.parse::<kw::wait>()?;
+                args.wait = Some(if input.peek(Token![=]) {
+                    input.parse::<Token![=]>()?;
+                    Wait::For(duration(&string(input, "a duration, as in `wait = \"30s\"`")?)?)
+                } else {
+                    Wait::Forever
+                });
+                "wait"
+            } else if lookahead.peek(kw::shared) {
+                input.parse::<kw::shared>()?;
+                args.shared = true;
+                "shared"
+            } else if lookahead.peek(kw::dir) {
+                input.parse::<kw::dir>()?;
+                input.parse::<Token![=]>()?;
+                let dir = string(input, "a directory, as in `dir = \"/run/lock\"`")?;
+                absolute(&dir, "dir")?;
+                if let Target::File(_) = args.target {
+                    return Err(Error::new(key_span, "`dir` cannot go with `path = ...`, which names the whole file"));
+                }
+                args.dir = Some(dir);
+                "dir"
+            } else if lookahead.peek(Token![crate]) {
+                input.parse::<Token![crate]>()?;
+                input.parse::<Token![=]>()?;
+                let path = string(input, "the path of the lockattr crate, as in `crate = \"my_tool::lockattr\"`")?;
+                args.krate = Some(path.parse()?);
+                "crate"
+            } else if input.peek(kw::path) {
+                return Err(Error::new(key_span, "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`"));
+            } else {
+                let mut err = lookahead.error();
+                err.combine(Error::new(key_span, format!("accepted options: {OPTIONS}")));
+                return Err(err);
+            };
+            if seen.iter().any(|s| s == key) {
+                return Err(Error::new(key_span, format!("`{key}` is given twice; each option may be given once (accepted options: {OPTIONS})")));
+            }
+            seen.push(key.to_owned());
+        }
+        Ok(args)
+    }
+}
+
+fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
+    let expected = "expected a lock name, as in `#[exclusive(\"build-deploy\")]`, a `const` made with `lockattr::LockName::new`, or `path = \"/abs/file.lock\"`";
+    if input.is_empty() {
+        return Err(Error::new(Span::call_site(), expected));
+    }
+    if input.peek(LitStr) {
+        let name: LitStr = input.parse()?;
+        check_name(&name)?;
+        return Ok(Target::Name(name));
+    }
+    if input.peek(kw::path) && input.peek2(Token![=]) {
+        input.parse::<kw::path>()?;
+        input.parse::<Token![=]>()?;
+        let file = string(input, "an absolute file path, as in `path = \"/run/lock/tool.lock\"`")?;
+        absolute(&file, "path")?;
+        return Ok(Target::File(file));
+    }
+    let option = input.peek(kw::on_busy) || input.peek(kw::wait) || input.peek(kw::shared) || input.peek(kw::dir) || input.peek(Token![crate]);
+    if !option && (input.peek(syn::Ident) || input.peek(Token![::]) || input.peek(Token![Self])) {
+        return Ok(Target::Const(input.parse()?));
+    }
+    Err(Error::new(input.span(), expected))
+}
+
+fn string(input: ParseStream<'_>, what: &str) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        input.parse()
+    } else {
+        Err(Error::new(input.span(), format!("expected {what}")))
+    }
+}
+
+/// The rules of `LockName::new` in `lockattr/src/name.rs`, checked here so
+/// that the error points at the literal. Keep the two in step.
+fn check_name(lit: &LitStr) -> syn::Result<()> {
+    let name = lit.value();
+    let rule = if name.is_empty() {
+        "a lock name must not be empty"
+    } else if name.len() > 200 {
+        "a lock name must be at most 200 bytes long"
+    } else if name.starts_with('.') {
+        "a lock name must not start with `.`"
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        "a lock name may contain only ASCII letters, digits, `.`, `_` and `-`"
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(lit.span(), format!("invalid lock name: {rule}, as in `\"build-deploy\"`")))
+}
+
+fn absolute(lit: &LitStr, option: &str) -> syn::Result<()> {
+    let value = lit.value();
+    if !value.starts_with('/') {
+        return Err(Error::new(lit.span(), format!("`{option}` must be an absolute path (starting with `/`), so every caller reaches the same file")));
+    }
+    if value.contains('\0') {
+        return Err(Error::new(lit.span(), format!("`{option}` must not contain a NUL byte")));
+    }
+    if option == "path" && value.ends_with('/') {
+        return Err(Error::new(lit.span(), "`path` must name a file, not a directory; use `dir = ...` for a directory"));
+    }
+    Ok(())
+}
+
+/// `"250ms"`, `"30s"`, `"5m"`, `"1h"` in milliseconds; zero, overflow and
+/// anything else are errors on the literal.
+fn duration(lit: &LitStr) -> syn::Result<u64> {
+    let text = lit.value();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => 0,
+    };
+    if number.is_empty() || scale == 0 {
+        return Err(Error::new(lit.span(), "expected a duration: a whole number then `ms`, `s`, `m` or `h`, as in `\"250ms\"`, `\"30s\"`, `\"5m\"`"));
+    }
+    let ms = number.parse::<u64>().ok().and_then(|n| n.checked_mul(scale));
+    match ms {
+        Some(0) => Err(Error::new(lit.span(), "a wait of zero never waits; drop `wait = ...` to try once, or give a positive duration")),
+        Some(ms) => Ok(ms),
+        None => Err(Error::new(lit.span(), "this duration is too long; give at most a few years, as in `\"24h\"`, or `wait` to wait without limit")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let lit = |s: &str| LitStr::new(s, Span::call_site());
+        assert_eq!(duration(&lit("250ms")).unwrap(), 250);
+        assert_eq!(duration(&lit("30s")).unwrap(), 30_000);
+        assert_eq!(duration(&lit("5m")).unwrap(), 300_000);
+        assert_eq!(duration(&lit("1h")).unwrap(), 3_600_000);
+        for bad in ["", "s", "30", "1.5s", "-1s", "30 s", "0s", "99999999999999999999h", "5d"] {
+            assert!(duration(&lit(bad)).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

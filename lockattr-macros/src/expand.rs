@@ -1,0 +1,205 @@
+//! The rewrite: one `let` that takes the lock goes in front of the body;
+//! the signature and the user's braces stay as they were.
+
+use crate::args::{Args, Target, Wait};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Error, ReturnType, Signature, Token, Type, Visibility};
+
+/// The entry point. On error: the compile error *and* the item unchanged,
+/// so one mistake gives one error and the rest of the crate still checks.
+pub(crate) fn exclusive(args: TokenStream, item: TokenStream) -> TokenStream {
+    match syn::parse2::<Args>(args).and_then(|args| Ok((args, syn::parse2::<Function>(item.clone())?))) {
+        Ok((args, function)) => match rewrite(&args, function) {
+            Ok(tokens) => tokens,
+            Err(err) => with_error(err, item),
+        },
+        Err(err) => with_error(err, item),
+    }
+}
+
+fn with_error(err: Error, item: TokenStream) -> TokenStream {
+    let mut tokens = err.into_compile_error();
+    tokens.extend(item);
+    tokens
+}
+
+/// A function with a body, as written: attributes, visibility, signature,
+/// and the body's brace group kept as tokens.
+struct Function {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    body: Group,
+}
+
+impl Parse for Function {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Function> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        if input.fork().parse::<Signature>().is_err() {
+            return Err(Error::new(input.span(), "`#[exclusive]` goes on a function (`fn`, `async fn`, a method), not on this item"));
+        }
+        let sig: Signature = input.parse()?;
+        if input.peek(Token![;]) {
+            return Err(Error::new_spanned(
+                {
+                    let (fn_token, ident) = (&sig.fn_token, &sig.ident);
+                    quote!(#fn_token #ident)
+                },
+                "`#[exclusive]` needs a function body to hold the lock around; put it on each implementation of this method instead",
+            ));
+        }
+        let body: Group = input.parse()?;
+        if body.delimiter() != Delimiter::Brace || !input.is_empty() {
+            return Err(Error::new(body.span(), "expected the function's body in braces"));
+        }
+        Ok(Function { attrs, vis, sig, body })
+    }
+}
+
+fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
+    let Function { attrs, vis, sig, body } = function;
+    if let Some(constness) = &sig.constness {
+        return Err(Error::new_spanned(constness, "`#[exclusive]` cannot go on a `const fn`: taking a lock is a run-time act; remove `const`"));
+    }
+    let krate = match &args.krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::lockattr),
+    };
+    let private = quote!(#krate::__private);
+    let lock = lock_expr(args, &krate);
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => None,
+    };
+    let hold = quote_spanned!(Span::mixed_site()=> __lockattr_hold);
+    let err = quote_spanned!(Span::mixed_site()=> __lockattr_err);
+    let on_err = busy_or_failed(args, ret, &private, &err);
+    let site = quote!({
+        static __LOCKATTR_SITE: #private::Site = #private::Site::new();
+        &__LOCKATTR_SITE
+    });
+    let take = |enter: TokenStream| {
+        quote! {
+            let #hold = match #enter {
+                ::core::result::Result::Ok(#hold) => #hold,
+                ::core::result::Result::Err(#err) => #on_err,
+            };
+        }
+    };
+    let stmts = if sig.asyncness.is_some() {
+        let take = take(quote!(#private::enter_async(#site, const { &#lock }).await));
+        // The body becomes an `async move` block polled inside the hold, so
+        // that nested `#[exclusive]` calls see this task as the holder.
+        // `return` and `?` keep their meaning inside the block.
+        quote! {
+            #take
+            #private::scoped(&#hold, async move #body).await
+        }
+    } else {
+        if let Some(ty) = ret {
+            reject_future(ty)?;
+        }
+        let check = ret.filter(|ty| nameable(ty) && !is_unit(ty)).map(|ty| {
+            quote_spanned! {ty_span(ty)=>
+                #private::not_a_future({
+                    #[allow(unused_imports)] // only one of the two applies
+                    use #private::{ReturnsFuture as _, ReturnsValue as _};
+                    (&#private::Check::<#ty>::new()).kind()
+                });
+            }
+        });
+        let take = take(quote!(#private::enter(#site, const { &#lock })));
+        let user = body.stream();
+        quote!(#check #take #user)
+    };
+    let mut new_body = Group::new(Delimiter::Brace, stmts);
+    new_body.set_span(body.span());
+    Ok(quote!(#(#attrs)* #vis #sig #new_body))
+}
+
+/// `Lock::new(NAME).dir(..).shared().wait_for(..)`, evaluated in a `const`
+/// block, so a bad `const` name fails to compile.
+fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
+    let mut lock = match &args.target {
+        Target::Name(name) => quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name))),
+        Target::Const(path) => {
+            let span = path.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+            quote_spanned!(span=> #krate::Lock::new(#path))
+        }
+        Target::File(path) => quote!(#krate::Lock::at_path(#path)),
+    };
+    if let Some(dir) = &args.dir {
+        lock.extend(quote!(.dir(#dir)));
+    }
+    if args.shared {
+        lock.extend(quote!(.shared()));
+    }
+    match args.wait {
+        Some(Wait::Forever) => lock.extend(quote!(.wait())),
+        Some(Wait::For(ms)) => lock.extend(quote!(.wait_for(::core::time::Duration::from_millis(#ms)))),
+        None => {}
+    }
+    lock
+}
+
+/// What the function returns when the lock cannot be had: `on_busy` when
+/// busy, else the return type's default outcome.
+fn busy_or_failed(args: &Args, ret: Option<&Type>, private: &TokenStream, err: &TokenStream) -> TokenStream {
+    let Some(on_busy) = &args.on_busy else {
+        let span = ret.map_or_else(Span::call_site, ty_span);
+        return quote_spanned!(span=> return #private::Outcome::from_error(#err));
+    };
+    // A setup failure still follows the return type: `Err` for a `Result`
+    // whose error converts, a panic for anything else.
+    let failed = match ret.filter(|ty| nameable(ty) && !is_unit(ty)) {
+        Some(ty) => quote! {{
+            #[allow(unused_imports)] // only one of the two applies
+            use #private::{FailAsErr as _, FailAsPanic as _};
+            (&#private::Fail::<#ty>::new()).fail(#err)
+        }},
+        None => quote!(#private::fail(#err)),
+    };
+    quote! {{
+        if #err.is_busy() {
+            return #on_busy;
+        }
+        return #failed;
+    }}
+}
+
+/// Refuses the future-returning shapes visible in the signature: the lock
+/// would be released when the function returns the future, before it runs.
+fn reject_future(ty: &Type) -> syn::Result<()> {
+    let future = ["Future", "IntoFuture", "BoxFuture", "LocalBoxFuture"];
+    if mentions(ty.to_token_stream(), &|ident| future.iter().any(|f| ident == f)) {
+        return Err(Error::new_spanned(
+            ty,
+            "`#[exclusive]` on a function that is not `async` but returns a future: the lock would be released when the function returns the future, before the future runs; make it an `async fn` (in traits, native `async fn` instead of `#[async_trait]`)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the type can be written inside the body (`impl Trait` cannot).
+fn nameable(ty: &Type) -> bool {
+    !mentions(ty.to_token_stream(), &|ident| ident == "impl")
+}
+
+fn is_unit(ty: &Type) -> bool {
+    matches!(ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+}
+
+fn mentions(tokens: TokenStream, hit: &dyn Fn(&proc_macro2::Ident) -> bool) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(ident) => hit(&ident),
+        TokenTree::Group(group) => mentions(group.stream(), hit),
+        _ => false,
+    })
+}
+
+fn ty_span(ty: &Type) -> Span {
+    ty.to_token_stream().into_iter().next().map_or_else(Span::call_site, |tt| tt.span())
+}

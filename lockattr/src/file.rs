@@ -1,0 +1,261 @@
+//! The lock file itself: opened safely, locked with flock(2), checked
+//! against its path, and its holder looked up in `/proc/locks`.
+
+use crate::error::{Error, ErrorKind, Holder};
+use rustix::fs::{FileType, FlockOperation, Mode, OFlags, Stat};
+use rustix::io::Errno;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+/// The mode a lock file is created with: readable by every user, which is
+/// all flock(2) needs.
+const FILE_MODE: u32 = 0o644;
+
+/// How a file is locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+/// A file's identity: after locking, the path must still name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    fn of(st: &Stat) -> Identity {
+        Identity { dev: st.st_dev as u64, ino: st.st_ino as u64 }
+    }
+}
+
+/// Who is asking, for messages.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) label: &'a str,
+    pub(crate) path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn os(&self, action: &'static str, errno: Errno, hint: Option<String>) -> Error {
+        Error::os(self.label, self.path, action, errno, hint)
+    }
+}
+
+/// Opens the lock file, creating it if missing, and checks it is a regular
+/// file. Never follows a symlink, never truncates, never unlinks.
+pub(crate) fn open(ctx: Ctx<'_>) -> Result<(OwnedFd, Identity), Error> {
+    // O_NONBLOCK: a FIFO planted in the file's place must not hang the open.
+    // O_NOCTTY: nor may a terminal device become our controlling terminal.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    // Each turn either opens the file or finds it missing and races to create
+    // it; losing that race to another creator more than a few times in a row
+    // means someone keeps deleting it.
+    for _ in 0..16 {
+        // Read-only and without O_CREAT: under fs.protected_regular, O_CREAT
+        // or write access on another user's file in a sticky directory is
+        // EACCES, even for root. flock(2) needs only a read-only descriptor.
+        match retry(|| rustix::fs::open(ctx.path, flags, Mode::empty())) {
+            Ok(fd) => return checked(ctx, fd, "open"),
+            Err(Errno::NOENT) => {}
+            Err(errno) => return Err(open_failure(ctx, errno)),
+        }
+        let create = flags | OFlags::CREATE | OFlags::EXCL;
+        match retry(|| rustix::fs::open(ctx.path, create, Mode::from_raw_mode(FILE_MODE))) {
+            Ok(fd) => {
+                // The umask narrowed the creation mode; the descriptor's owner
+                // may set it back, so every other user can open it read-only.
+                retry(|| rustix::fs::fchmod(&fd, Mode::from_raw_mode(FILE_MODE)))
+                    .map_err(|errno| ctx.os("set the mode of", errno, None))?;
+                return checked(ctx, fd, "create");
+            }
+            Err(Errno::EXIST) => {} // another process created it first: open theirs
+            Err(errno) => return Err(create_failure(ctx, errno)),
+        }
+    }
+    Err(Error::other(
+        ErrorKind::Io,
+        ctx.label,
+        ctx.path,
+        "the lock file keeps disappearing between create and open; something is deleting it, \
+         which lets two holders run at once: stop whatever removes it"
+            .to_owned(),
+    ))
+}
+
+fn checked(ctx: Ctx<'_>, fd: OwnedFd, action: &'static str) -> Result<(OwnedFd, Identity), Error> {
+    let st = rustix::fs::fstat(&fd).map_err(|errno| ctx.os(action, errno, None))?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok((fd, Identity::of(&st))),
+        other => Err(not_regular(ctx, describe(other))),
+    }
+}
+
+fn not_regular(ctx: Ctx<'_>, what: &str) -> Error {
+    let text = format!(
+        "{} is {what}, not a regular file; lockattr never follows or replaces it: remove it, \
+         or choose another directory",
+        ctx.path.display()
+    );
+    Error::other(ErrorKind::NotRegularFile, ctx.label, ctx.path, text)
+}
+
+fn describe(file_type: FileType) -> &'static str {
+    match file_type {
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "not a regular file",
+    }
+}
+
+fn open_failure(ctx: Ctx<'_>, errno: Errno) -> Error {
+    match errno {
+        // O_NOFOLLOW on a symlink (dangling or not) is ELOOP.
+        Errno::LOOP => not_regular(ctx, "a symbolic link"),
+        Errno::ACCESS | Errno::PERM => {
+            let hint = rustix::fs::lstat(ctx.path).ok().map(|st| {
+                let mode = st.st_mode & 0o7777;
+                format!(
+                    "it is owned by uid {} with mode {mode:04o} and uid {} cannot read it: ask \
+                     its owner to run `chmod 0644 {}`",
+                    st.st_uid,
+                    rustix::process::getuid().as_raw(),
+                    ctx.path.display()
+                )
+            });
+            ctx.os("open", errno, hint)
+        }
+        _ => ctx.os("open", errno, dir_hint(ctx, errno)),
+    }
+}
+
+fn create_failure(ctx: Ctx<'_>, errno: Errno) -> Error {
+    let hint = match errno {
+        Errno::ACCESS | Errno::PERM => ctx.path.parent().map(|dir| {
+            format!(
+                "uid {} may not create files in {}: choose a writable directory with `dir = \
+                 \"...\"` or LOCKATTR_DIR, or have the lock file created once with mode 0644",
+                rustix::process::getuid().as_raw(),
+                dir.display()
+            )
+        }),
+        _ => dir_hint(ctx, errno),
+    };
+    ctx.os("create", errno, hint)
+}
+
+fn dir_hint(ctx: Ctx<'_>, errno: Errno) -> Option<String> {
+    let dir = ctx.path.parent()?.display();
+    match errno {
+        Errno::NOENT => Some(format!("the directory {dir} does not exist: create it, or choose another")),
+        Errno::NOTDIR => Some(format!("{dir} is not a directory")),
+        Errno::ROFS => Some(format!("{dir} is on a read-only file system: choose another directory")),
+        _ => None,
+    }
+}
+
+/// What a non-blocking flock found.
+pub(crate) enum Try {
+    Locked,
+    Busy,
+}
+
+/// One flock(2) call; only EWOULDBLOCK is busy, every other errno an error.
+pub(crate) fn flock(fd: BorrowedFd<'_>, mode: LockMode, block: bool) -> Result<Try, Errno> {
+    let op = match (mode, block) {
+        (LockMode::Exclusive, false) => FlockOperation::NonBlockingLockExclusive,
+        (LockMode::Shared, false) => FlockOperation::NonBlockingLockShared,
+        (LockMode::Exclusive, true) => FlockOperation::LockExclusive,
+        (LockMode::Shared, true) => FlockOperation::LockShared,
+    };
+    match retry(|| rustix::fs::flock(fd, op)) {
+        Ok(()) => Ok(Try::Locked),
+        Err(Errno::WOULDBLOCK) => Ok(Try::Busy),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Drops our flock on `fd`; the descriptor stays open for the next hold.
+pub(crate) fn unlock(fd: BorrowedFd<'_>) {
+    // LOCK_UN on a descriptor we locked cannot fail but for EINTR or EBADF,
+    // and closing the descriptor would release it anyway.
+    let _ = retry(|| rustix::fs::flock(fd, FlockOperation::Unlock));
+}
+
+/// Whether `path` still names the file we locked. A holder that deleted or
+/// replaced it meanwhile would otherwise leave us locking an orphan inode
+/// while the next caller locks the new file.
+pub(crate) fn still_named(ctx: Ctx<'_>, identity: Identity) -> Result<bool, Error> {
+    match retry(|| rustix::fs::lstat(ctx.path)) {
+        Ok(st) => Ok(Identity::of(&st) == identity),
+        Err(Errno::NOENT) => Ok(false),
+        Err(errno) => Err(ctx.os("check", errno, None)),
+    }
+}
+
+/// Who holds a flock on this file, from `/proc/locks`.
+pub(crate) fn holder(fd: &impl AsFd) -> Holder {
+    let Ok(st) = rustix::fs::fstat(fd) else { return Holder::Unknown };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return Holder::Unknown };
+    let key = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(st.st_dev as _),
+        rustix::fs::minor(st.st_dev as _),
+        st.st_ino
+    );
+    match find_flock_holder(&locks, &key) {
+        Some(pid) => {
+            let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|comm| comm.trim_end().to_owned());
+            Holder::Process { pid, command }
+        }
+        None => Holder::Unknown,
+    }
+}
+
+/// Finds the pid holding a flock on `key` (`MAJOR:MINOR:INODE` as
+/// `/proc/locks` prints it): lines such as
+/// `12: FLOCK  ADVISORY  WRITE 4242 fe:01:1837 0 EOF`. Waiters (`->`) and
+/// POSIX or OFD locks, which do not conflict with flock, are skipped.
+fn find_flock_holder(locks: &str, key: &str) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, id, ..] if *id == key => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Repeats a system call interrupted by a signal.
+fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_flock_holder;
+
+    #[test]
+    fn proc_locks_lines() {
+        let locks = "1: POSIX  ADVISORY  WRITE 11 fe:01:99 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 4242 fe:01:99 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 77 fe:01:99 0 EOF\n\
+                     3: FLOCK  ADVISORY  READ 5 fe:01:100 0 EOF\n";
+        assert_eq!(find_flock_holder(locks, "fe:01:99"), Some(4242));
+        assert_eq!(find_flock_holder(locks, "fe:01:100"), Some(5));
+        assert_eq!(find_flock_holder(locks, "fe:01:1"), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! Where a lock file lives: `DIR/NAME.lock`, and which DIR.
+
+use crate::error::{Error, ErrorKind};
+use rustix::fs::{FileType, Mode};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The lock's file, as the attribute's options describe it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Place {
+    /// `NAME.lock` in `dir`, or in the default directory.
+    Named { name: &'static str, dir: Option<&'static str> },
+    /// `path = "..."`: exactly this file.
+    Path(&'static str),
+}
+
+impl Place {
+    /// The label messages use for the lock: its name, or its path.
+    pub(crate) fn label(&self) -> &'static str {
+        match *self {
+            Place::Named { name, .. } => name,
+            Place::Path(path) => path,
+        }
+    }
+
+    /// Resolves the lock file's path. Relative directories are refused: two
+    /// callers in different working directories would lock different files.
+    pub(crate) fn resolve(&self) -> Result<PathBuf, Error> {
+        let label = self.label();
+        let (dir, file) = match *self {
+            Place::Path(path) => return absolute(label, Path::new(path), "path").map(Path::to_owned),
+            Place::Named { name, dir: Some(dir) } => {
+                (absolute(label, Path::new(dir), "dir")?, name)
+            }
+            Place::Named { name, dir: None } => (default_dir(label)?, name),
+        };
+        let mut path = dir.join(file);
+        path.as_mut_os_string().push(".lock");
+        Ok(path)
+    }
+}
+
+fn absolute<'p>(label: &str, path: &'p Path, option: &str) -> Result<&'p Path, Error> {
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        let text = format!(
+            "the {option} {} is relative; give an absolute path so every caller, whatever its \
+             working directory, reaches the same file",
+            path.display()
+        );
+        Err(Error::other(ErrorKind::Config, label, path, text))
+    }
+}
+
+/// The default directory, decided once per process: `$LOCKATTR_DIR` if set
+/// and not empty, else `/run/lock` if it is a world-writable sticky
+/// directory, else `/tmp`. Never a per-user directory such as `$TMPDIR` or
+/// `$XDG_RUNTIME_DIR`: every user of the host must reach the same file.
+pub fn default_dir_path() -> Result<&'static Path, Error> {
+    default_dir("")
+}
+
+fn default_dir(label: &str) -> Result<&'static Path, Error> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| match std::env::var_os("LOCKATTR_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ if is_shared_sticky_dir(Path::new("/run/lock")) => PathBuf::from("/run/lock"),
+        _ => PathBuf::from("/tmp"),
+    });
+    absolute(label, dir, "directory in LOCKATTR_DIR")
+}
+
+fn is_shared_sticky_dir(dir: &Path) -> bool {
+    rustix::fs::stat(dir).is_ok_and(|st| {
+        let mode = Mode::from_raw_mode(st.st_mode);
+        FileType::from_raw_mode(st.st_mode) == FileType::Directory
+            && mode.contains(Mode::SVTX | Mode::WOTH)
+    })
+}
+
+/// `LOCKATTR_URL`, read once per process. When set and not empty, every
+/// lock is a [`ErrorKind::Config`] error: this build has no network backend,
+/// and silently falling back to a local file would let two hosts overlap.
+pub(crate) fn url_refusal(label: &str, path: &Path) -> Option<Error> {
+    static URL: OnceLock<Option<OsString>> = OnceLock::new();
+    let url = URL.get_or_init(|| std::env::var_os("LOCKATTR_URL").filter(|url| !url.is_empty()));
+    let url = url.as_ref()?.to_string_lossy();
+    // Name only the scheme: the rest may hold a password.
+    let scheme = url.split_once("://").map_or("(no scheme)", |(scheme, _)| scheme);
+    let text = format!(
+        "LOCKATTR_URL is set (scheme `{scheme}`), but this build of lockattr has no backend \
+         for it (the `postgres` feature is not part of this release); unset LOCKATTR_URL to \
+         use local lock files"
+    );
+    Some(Error::other(ErrorKind::Config, label, path, text))
+}
