@@ -53,11 +53,16 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
     let result = match command.as_str() {
-        "build" => Ok(build()),
+        "build" => {
+            build();
+            Ok(())
+        }
         "deploy" => deploy().map_err(Into::into),
         "deploy-when-free" => deploy_when_free().map_err(Into::into),
         "demo" => demo(),
-        "lock-path" => lockattr::lock_path(BUILD_DEPLOY.as_str()).map(|p| println!("{}", p.display())).map_err(Into::into),
+        "lock-path" => lockattr::lock_path(BUILD_DEPLOY.as_str())
+            .map(|p| println!("{}", p.display()))
+            .map_err(Into::into),
         _ => {
             eprintln!("usage: pipeline build|deploy|deploy-when-free|demo|lock-path");
             return ExitCode::from(2);

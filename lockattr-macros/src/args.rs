@@ -39,7 +39,14 @@ pub(crate) struct Args {
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Args> {
         let target = parse_target(input)?;
-        let mut args = Args { target, on_busy: None, wait: None, shared: false, dir: None, krate: None };
+        let mut args = Args {
+            target,
+            on_busy: None,
+            wait: None,
+            shared: false,
+            dir: None,
+            krate: None,
+        };
         let mut seen: Vec<String> = Vec::new();
         while !input.is_empty() {
             input.parse::<Token![,]>()?;
@@ -57,7 +64,10 @@ impl Parse for Args {
                 input.parse::<kw::wait>()?;
                 args.wait = Some(if input.peek(Token![=]) {
                     input.parse::<Token![=]>()?;
-                    Wait::For(duration(&string(input, "a duration, as in `wait = \"30s\"`")?)?)
+                    Wait::For(duration(&string(
+                        input,
+                        "a duration, as in `wait = \"30s\"`",
+                    )?)?)
                 } else {
                     Wait::Forever
                 });
@@ -72,25 +82,39 @@ impl Parse for Args {
                 let dir = string(input, "a directory, as in `dir = \"/run/lock\"`")?;
                 absolute(&dir, "dir")?;
                 if let Target::File(_) = args.target {
-                    return Err(Error::new(key_span, "`dir` cannot go with `path = ...`, which names the whole file"));
+                    return Err(Error::new(
+                        key_span,
+                        "`dir` cannot go with `path = ...`, which names the whole file",
+                    ));
                 }
                 args.dir = Some(dir);
                 "dir"
             } else if lookahead.peek(Token![crate]) {
                 input.parse::<Token![crate]>()?;
                 input.parse::<Token![=]>()?;
-                let path = string(input, "the path of the lockattr crate, as in `crate = \"my_tool::lockattr\"`")?;
+                let path = string(
+                    input,
+                    "the path of the lockattr crate, as in `crate = \"my_tool::lockattr\"`",
+                )?;
                 args.krate = Some(path.parse()?);
                 "crate"
             } else if input.peek(kw::path) {
-                return Err(Error::new(key_span, "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`"));
+                return Err(Error::new(
+                    key_span,
+                    "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`",
+                ));
             } else {
                 let mut err = lookahead.error();
                 err.combine(Error::new(key_span, format!("accepted options: {OPTIONS}")));
                 return Err(err);
             };
             if seen.iter().any(|s| s == key) {
-                return Err(Error::new(key_span, format!("`{key}` is given twice; each option may be given once (accepted options: {OPTIONS})")));
+                return Err(Error::new(
+                    key_span,
+                    format!(
+                        "`{key}` is given twice; each option may be given once (accepted options: {OPTIONS})"
+                    ),
+                ));
             }
             seen.push(key.to_owned());
         }
@@ -111,11 +135,18 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
     if input.peek(kw::path) && input.peek2(Token![=]) {
         input.parse::<kw::path>()?;
         input.parse::<Token![=]>()?;
-        let file = string(input, "an absolute file path, as in `path = \"/run/lock/tool.lock\"`")?;
+        let file = string(
+            input,
+            "an absolute file path, as in `path = \"/run/lock/tool.lock\"`",
+        )?;
         absolute(&file, "path")?;
         return Ok(Target::File(file));
     }
-    let option = input.peek(kw::on_busy) || input.peek(kw::wait) || input.peek(kw::shared) || input.peek(kw::dir) || input.peek(Token![crate]);
+    let option = input.peek(kw::on_busy)
+        || input.peek(kw::wait)
+        || input.peek(kw::shared)
+        || input.peek(kw::dir)
+        || input.peek(Token![crate]);
     if !option && (input.peek(syn::Ident) || input.peek(Token![::]) || input.peek(Token![Self])) {
         return Ok(Target::Const(input.parse()?));
     }
@@ -140,24 +171,41 @@ fn check_name(lit: &LitStr) -> syn::Result<()> {
         "a lock name must be at most 200 bytes long"
     } else if name.starts_with('.') {
         "a lock name must not start with `.`"
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         "a lock name may contain only ASCII letters, digits, `.`, `_` and `-`"
     } else {
         return Ok(());
     };
-    Err(Error::new(lit.span(), format!("invalid lock name: {rule}, as in `\"build-deploy\"`")))
+    Err(Error::new(
+        lit.span(),
+        format!("invalid lock name: {rule}, as in `\"build-deploy\"`"),
+    ))
 }
 
 fn absolute(lit: &LitStr, option: &str) -> syn::Result<()> {
     let value = lit.value();
     if !value.starts_with('/') {
-        return Err(Error::new(lit.span(), format!("`{option}` must be an absolute path (starting with `/`), so every caller reaches the same file")));
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "`{option}` must be an absolute path (starting with `/`), so every caller reaches the same file"
+            ),
+        ));
     }
     if value.contains('\0') {
-        return Err(Error::new(lit.span(), format!("`{option}` must not contain a NUL byte")));
+        return Err(Error::new(
+            lit.span(),
+            format!("`{option}` must not contain a NUL byte"),
+        ));
     }
     if option == "path" && value.ends_with('/') {
-        return Err(Error::new(lit.span(), "`path` must name a file, not a directory; use `dir = ...` for a directory"));
+        return Err(Error::new(
+            lit.span(),
+            "`path` must name a file, not a directory; use `dir = ...` for a directory",
+        ));
     }
     Ok(())
 }
@@ -176,13 +224,25 @@ fn duration(lit: &LitStr) -> syn::Result<u64> {
         _ => 0,
     };
     if number.is_empty() || scale == 0 {
-        return Err(Error::new(lit.span(), "expected a duration: a whole number then `ms`, `s`, `m` or `h`, as in `\"250ms\"`, `\"30s\"`, `\"5m\"`"));
+        return Err(Error::new(
+            lit.span(),
+            "expected a duration: a whole number then `ms`, `s`, `m` or `h`, as in `\"250ms\"`, `\"30s\"`, `\"5m\"`",
+        ));
     }
-    let ms = number.parse::<u64>().ok().and_then(|n| n.checked_mul(scale));
+    let ms = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale));
     match ms {
-        Some(0) => Err(Error::new(lit.span(), "a wait of zero never waits; drop `wait = ...` to try once, or give a positive duration")),
+        Some(0) => Err(Error::new(
+            lit.span(),
+            "a wait of zero never waits; drop `wait = ...` to try once, or give a positive duration",
+        )),
         Some(ms) => Ok(ms),
-        None => Err(Error::new(lit.span(), "this duration is too long; give at most a few years, as in `\"24h\"`, or `wait` to wait without limit")),
+        None => Err(Error::new(
+            lit.span(),
+            "this duration is too long; give at most a few years, as in `\"24h\"`, or `wait` to wait without limit",
+        )),
     }
 }
 
@@ -197,7 +257,17 @@ mod tests {
         assert_eq!(duration(&lit("30s")).unwrap(), 30_000);
         assert_eq!(duration(&lit("5m")).unwrap(), 300_000);
         assert_eq!(duration(&lit("1h")).unwrap(), 3_600_000);
-        for bad in ["", "s", "30", "1.5s", "-1s", "30 s", "0s", "99999999999999999999h", "5d"] {
+        for bad in [
+            "",
+            "s",
+            "30",
+            "1.5s",
+            "-1s",
+            "30 s",
+            "0s",
+            "99999999999999999999h",
+            "5d",
+        ] {
             assert!(duration(&lit(bad)).is_err(), "{bad:?} should be refused");
         }
     }

@@ -10,7 +10,9 @@ use syn::{Attribute, Error, ReturnType, Signature, Token, Type, Visibility};
 /// The entry point. On error: the compile error *and* the item unchanged,
 /// so one mistake gives one error and the rest of the crate still checks.
 pub(crate) fn exclusive(args: TokenStream, item: TokenStream) -> TokenStream {
-    match syn::parse2::<Args>(args).and_then(|args| Ok((args, syn::parse2::<Function>(item.clone())?))) {
+    match syn::parse2::<Args>(args)
+        .and_then(|args| Ok((args, syn::parse2::<Function>(item.clone())?)))
+    {
         Ok((args, function)) => match rewrite(&args, function) {
             Ok(tokens) => tokens,
             Err(err) => with_error(err, item),
@@ -39,7 +41,10 @@ impl Parse for Function {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         if input.fork().parse::<Signature>().is_err() {
-            return Err(Error::new(input.span(), "`#[exclusive]` goes on a function (`fn`, `async fn`, a method), not on this item"));
+            return Err(Error::new(
+                input.span(),
+                "`#[exclusive]` goes on a function (`fn`, `async fn`, a method), not on this item",
+            ));
         }
         let sig: Signature = input.parse()?;
         if input.peek(Token![;]) {
@@ -53,16 +58,32 @@ impl Parse for Function {
         }
         let body: Group = input.parse()?;
         if body.delimiter() != Delimiter::Brace || !input.is_empty() {
-            return Err(Error::new(body.span(), "expected the function's body in braces"));
+            return Err(Error::new(
+                body.span(),
+                "expected the function's body in braces",
+            ));
         }
-        Ok(Function { attrs, vis, sig, body })
+        Ok(Function {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
     }
 }
 
 fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
-    let Function { attrs, vis, sig, body } = function;
+    let Function {
+        attrs,
+        vis,
+        sig,
+        body,
+    } = function;
     if let Some(constness) = &sig.constness {
-        return Err(Error::new_spanned(constness, "`#[exclusive]` cannot go on a `const fn`: taking a lock is a run-time act; remove `const`"));
+        return Err(Error::new_spanned(
+            constness,
+            "`#[exclusive]` cannot go on a `const fn`: taking a lock is a run-time act; remove `const`",
+        ));
     }
     let krate = match &args.krate {
         Some(path) => path.to_token_stream(),
@@ -124,9 +145,14 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
 /// block, so a bad `const` name fails to compile.
 fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
     let mut lock = match &args.target {
-        Target::Name(name) => quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name))),
+        Target::Name(name) => {
+            quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name)))
+        }
         Target::Const(path) => {
-            let span = path.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+            let span = path
+                .segments
+                .last()
+                .map_or_else(Span::call_site, |s| s.ident.span());
             quote_spanned!(span=> #krate::Lock::new(#path))
         }
         Target::File(path) => quote!(#krate::Lock::at_path(#path)),
@@ -139,7 +165,9 @@ fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
     }
     match args.wait {
         Some(Wait::Forever) => lock.extend(quote!(.wait())),
-        Some(Wait::For(ms)) => lock.extend(quote!(.wait_for(::core::time::Duration::from_millis(#ms)))),
+        Some(Wait::For(ms)) => {
+            lock.extend(quote!(.wait_for(::core::time::Duration::from_millis(#ms))))
+        }
         None => {}
     }
     lock
@@ -147,7 +175,12 @@ fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
 
 /// What the function returns when the lock cannot be had: `on_busy` when
 /// busy, else the return type's default outcome.
-fn busy_or_failed(args: &Args, ret: Option<&Type>, private: &TokenStream, err: &TokenStream) -> TokenStream {
+fn busy_or_failed(
+    args: &Args,
+    ret: Option<&Type>,
+    private: &TokenStream,
+    err: &TokenStream,
+) -> TokenStream {
     let Some(on_busy) = &args.on_busy else {
         let span = ret.map_or_else(Span::call_site, ty_span);
         return quote_spanned!(span=> return #private::Outcome::from_error(#err));
@@ -174,7 +207,9 @@ fn busy_or_failed(args: &Args, ret: Option<&Type>, private: &TokenStream, err: &
 /// would be released when the function returns the future, before it runs.
 fn reject_future(ty: &Type) -> syn::Result<()> {
     let future = ["Future", "IntoFuture", "BoxFuture", "LocalBoxFuture"];
-    if mentions(ty.to_token_stream(), &|ident| future.iter().any(|f| ident == f)) {
+    if mentions(ty.to_token_stream(), &|ident| {
+        future.iter().any(|f| ident == f)
+    }) {
         return Err(Error::new_spanned(
             ty,
             "`#[exclusive]` on a function that is not `async` but returns a future: the lock would be released when the function returns the future, before the future runs; make it an `async fn` (in traits, native `async fn` instead of `#[async_trait]`)",
@@ -201,5 +236,8 @@ fn mentions(tokens: TokenStream, hit: &dyn Fn(&proc_macro2::Ident) -> bool) -> b
 }
 
 fn ty_span(ty: &Type) -> Span {
-    ty.to_token_stream().into_iter().next().map_or_else(Span::call_site, |tt| tt.span())
+    ty.to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |tt| tt.span())
 }

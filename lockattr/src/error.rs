@@ -54,9 +54,14 @@ impl fmt::Display for Holder {
             Holder::ThisProcess { pid } => {
                 write!(f, "another thread or task of this process (pid {pid})")
             }
-            Holder::Process { pid, command: Some(command) } => write!(f, "pid {pid} ({command})"),
+            Holder::Process {
+                pid,
+                command: Some(command),
+            } => write!(f, "pid {pid} ({command})"),
             Holder::Process { pid, command: None } => write!(f, "pid {pid}"),
-            Holder::Unknown => f.write_str("another process (its pid is not listed in /proc/locks)"),
+            Holder::Unknown => {
+                f.write_str("another process (its pid is not listed in /proc/locks)")
+            }
         }
     }
 }
@@ -185,8 +190,15 @@ impl fmt::Display for Error {
             Detail::Busy(holder) => {
                 write!(f, "lock \"{lock}\" is busy: {path} is held by {holder}")
             }
-            Detail::Os { action, source, hint } => {
-                write!(f, "cannot {action} lock file {path} for lock \"{lock}\": {source}")?;
+            Detail::Os {
+                action,
+                source,
+                hint,
+            } => {
+                write!(
+                    f,
+                    "cannot {action} lock file {path} for lock \"{lock}\": {source}"
+                )?;
                 match hint {
                     Some(hint) => write!(f, "; {hint}"),
                     None => Ok(()),

@@ -26,8 +26,13 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    // `st_dev` and `st_ino` are `u64` on 64-bit Linux but narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
     fn of(st: &Stat) -> Identity {
-        Identity { dev: st.st_dev as u64, ino: st.st_ino as u64 }
+        Identity {
+            dev: u64::from(st.st_dev),
+            ino: u64::from(st.st_ino),
+        }
     }
 }
 
@@ -49,7 +54,8 @@ impl Ctx<'_> {
 pub(crate) fn open(ctx: Ctx<'_>) -> Result<(OwnedFd, Identity), Error> {
     // O_NONBLOCK: a FIFO planted in the file's place must not hang the open.
     // O_NOCTTY: nor may a terminal device become our controlling terminal.
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     // Each turn either opens the file or finds it missing and races to create
     // it; losing that race to another creator more than a few times in a row
     // means someone keeps deleting it.
@@ -153,9 +159,13 @@ fn create_failure(ctx: Ctx<'_>, errno: Errno) -> Error {
 fn dir_hint(ctx: Ctx<'_>, errno: Errno) -> Option<String> {
     let dir = ctx.path.parent()?.display();
     match errno {
-        Errno::NOENT => Some(format!("the directory {dir} does not exist: create it, or choose another")),
+        Errno::NOENT => Some(format!(
+            "the directory {dir} does not exist: create it, or choose another"
+        )),
         Errno::NOTDIR => Some(format!("{dir} is not a directory")),
-        Errno::ROFS => Some(format!("{dir} is on a read-only file system: choose another directory")),
+        Errno::ROFS => Some(format!(
+            "{dir} is on a read-only file system: choose another directory"
+        )),
         _ => None,
     }
 }
@@ -201,8 +211,12 @@ pub(crate) fn still_named(ctx: Ctx<'_>, identity: Identity) -> Result<bool, Erro
 
 /// Who holds a flock on this file, from `/proc/locks`.
 pub(crate) fn holder(fd: &impl AsFd) -> Holder {
-    let Ok(st) = rustix::fs::fstat(fd) else { return Holder::Unknown };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else { return Holder::Unknown };
+    let Ok(st) = rustix::fs::fstat(fd) else {
+        return Holder::Unknown;
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return Holder::Unknown;
+    };
     let key = format!(
         "{:02x}:{:02x}:{}",
         rustix::fs::major(st.st_dev as _),

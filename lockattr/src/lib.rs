@@ -3,7 +3,6 @@
 //!
 //! ```
 //! use lockattr::exclusive;
-//! # std::env::set_var("LOCKATTR_DIR", std::env::temp_dir());
 //!
 //! #[exclusive("doc-build-deploy")]
 //! fn build() -> Result<(), lockattr::Error> {
@@ -31,7 +30,6 @@
 //! The attribute is sugar for [`Lock::acquire`]; `build` above behaves as:
 //!
 //! ```
-//! # std::env::set_var("LOCKATTR_DIR", std::env::temp_dir());
 //! use lockattr::{Lock, LockName};
 //!
 //! const BUILD_DEPLOY: Lock = Lock::new(LockName::new("doc-build-deploy"));
@@ -113,7 +111,6 @@ use wait::Wait;
 /// Every builder method is `const`, so a lock can be declared once:
 ///
 /// ```
-/// # std::env::set_var("LOCKATTR_DIR", std::env::temp_dir());
 /// use lockattr::{Lock, LockName};
 /// use std::time::Duration;
 ///
@@ -136,19 +133,33 @@ impl Lock {
     /// An exclusive lock on `NAME.lock` in the default directory that does
     /// not wait.
     pub const fn new(name: LockName) -> Lock {
-        Lock { place: Place::Named { name: name.as_str(), dir: None }, mode: LockMode::Exclusive, wait: Wait::No }
+        Lock {
+            place: Place::Named {
+                name: name.as_str(),
+                dir: None,
+            },
+            mode: LockMode::Exclusive,
+            wait: Wait::No,
+        }
     }
 
     /// A lock on exactly this file, which must be an absolute path.
     pub const fn at_path(path: &'static str) -> Lock {
-        Lock { place: Place::Path(path), mode: LockMode::Exclusive, wait: Wait::No }
+        Lock {
+            place: Place::Path(path),
+            mode: LockMode::Exclusive,
+            wait: Wait::No,
+        }
     }
 
     /// Puts `NAME.lock` in `dir`, an absolute path, instead of the default
     /// directory. No effect on a lock made with [`Lock::at_path`].
     pub const fn dir(mut self, dir: &'static str) -> Lock {
         if let Place::Named { name, .. } = self.place {
-            self.place = Place::Named { name, dir: Some(dir) };
+            self.place = Place::Named {
+                name,
+                dir: Some(dir),
+            };
         }
         self
     }
@@ -182,7 +193,10 @@ impl Lock {
     pub fn acquire(&self) -> Result<Guard, Error> {
         let slot = registry::slot(&self.path()?);
         let hold = self.take(slot, HolderId::current())?;
-        Ok(Guard { hold, _thread: PhantomData })
+        Ok(Guard {
+            hold,
+            _thread: PhantomData,
+        })
     }
 
     fn take(&self, slot: Arc<Slot>, holder: HolderId) -> Result<Hold, Error> {
@@ -256,11 +270,11 @@ impl Drop for Hold {
 #[allow(missing_docs)]
 pub mod __private {
     pub use crate::Hold;
+    use crate::holder::{HolderId, Scoped};
     pub use crate::outcome::{
         Check, Fail, FailAsErr, FailAsPanic, NotAFuture, Outcome, ReturnsFuture, ReturnsValue,
         fail, not_a_future,
     };
-    use crate::holder::{HolderId, Scoped};
     use crate::registry::{self, Slot};
     use crate::wait::{AcquireAsync, Wait};
     use crate::{Error, Lock};
@@ -276,7 +290,9 @@ pub mod __private {
     impl Site {
         #[allow(clippy::new_without_default)]
         pub const fn new() -> Site {
-            Site { slot: OnceLock::new() }
+            Site {
+                slot: OnceLock::new(),
+            }
         }
 
         fn slot(&self, lock: &Lock) -> Result<Arc<Slot>, Error> {

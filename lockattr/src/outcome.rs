@@ -23,7 +23,11 @@ pub trait Outcome: Sized {
     /// Dispatches on [`Error::is_busy`].
     #[track_caller]
     fn from_error(err: Error) -> Self {
-        if err.is_busy() { Self::busy(err) } else { Self::failed(err) }
+        if err.is_busy() {
+            Self::busy(err)
+        } else {
+            Self::failed(err)
+        }
     }
 }
 

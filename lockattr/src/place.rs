@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Place {
     /// `NAME.lock` in `dir`, or in the default directory.
-    Named { name: &'static str, dir: Option<&'static str> },
+    Named {
+        name: &'static str,
+        dir: Option<&'static str>,
+    },
     /// `path = "..."`: exactly this file.
     Path(&'static str),
 }
@@ -29,10 +32,13 @@ impl Place {
     pub(crate) fn resolve(&self) -> Result<PathBuf, Error> {
         let label = self.label();
         let (dir, file) = match *self {
-            Place::Path(path) => return absolute(label, Path::new(path), "path").map(Path::to_owned),
-            Place::Named { name, dir: Some(dir) } => {
-                (absolute(label, Path::new(dir), "dir")?, name)
+            Place::Path(path) => {
+                return absolute(label, Path::new(path), "path").map(Path::to_owned);
             }
+            Place::Named {
+                name,
+                dir: Some(dir),
+            } => (absolute(label, Path::new(dir), "dir")?, name),
             Place::Named { name, dir: None } => (default_dir(label)?, name),
         };
         let mut path = dir.join(file);
@@ -88,7 +94,9 @@ pub(crate) fn url_refusal(label: &str, path: &Path) -> Option<Error> {
     let url = URL.get_or_init(|| std::env::var_os("LOCKATTR_URL").filter(|url| !url.is_empty()));
     let url = url.as_ref()?.to_string_lossy();
     // Name only the scheme: the rest may hold a password.
-    let scheme = url.split_once("://").map_or("(no scheme)", |(scheme, _)| scheme);
+    let scheme = url
+        .split_once("://")
+        .map_or("(no scheme)", |(scheme, _)| scheme);
     let text = format!(
         "LOCKATTR_URL is set (scheme `{scheme}`), but this build of lockattr has no backend \
          for it (the `postgres` feature is not part of this release); unset LOCKATTR_URL to \

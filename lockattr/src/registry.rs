@@ -76,11 +76,19 @@ impl Slot {
     }
 
     fn ctx<'a>(&'a self, label: &'a str) -> Ctx<'a> {
-        Ctx { label, path: &self.path }
+        Ctx {
+            label,
+            path: &self.path,
+        }
     }
 
     /// Takes the lock for `holder` now, or reports it busy.
-    pub(crate) fn try_now(self: &Arc<Self>, label: &'static str, mode: LockMode, holder: HolderId) -> Result<(), Error> {
+    pub(crate) fn try_now(
+        self: &Arc<Self>,
+        label: &'static str,
+        mode: LockMode,
+        holder: HolderId,
+    ) -> Result<(), Error> {
         let mut st = self.state();
         self.step(&mut st, label, mode, holder, false).map(drop)
     }
@@ -117,7 +125,10 @@ impl Slot {
                     let woken = self.changed.wait_timeout(st, until - now);
                     woken.unwrap_or_else(PoisonError::into_inner).0
                 }
-                None => self.changed.wait(st).unwrap_or_else(PoisonError::into_inner),
+                None => self
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
             };
         }
     }
@@ -134,10 +145,10 @@ impl Slot {
     ) -> Result<Step, Error> {
         let mut st = self.state();
         let step = self.step(&mut st, label, mode, holder, true)?;
-        if let Step::Wait = step {
-            if !st.wakers.iter().any(|w| w.will_wake(waker)) {
-                st.wakers.push(waker.clone());
-            }
+        if let Step::Wait = step
+            && !st.wakers.iter().any(|w| w.will_wake(waker))
+        {
+            st.wakers.push(waker.clone());
         }
         Ok(step)
     }
@@ -178,7 +189,12 @@ impl Slot {
                 st.holders.push((holder, 1));
                 return Ok(Step::Held);
             }
-            if may_wait && st.holders.iter().any(|(id, _)| *id == HolderId::this_thread()) {
+            if may_wait
+                && st
+                    .holders
+                    .iter()
+                    .any(|(id, _)| *id == HolderId::this_thread())
+            {
                 // This thread holds it in sync code and is now, beneath that
                 // hold, waiting as another holder (an async fn driven by
                 // `block_on`): the hold cannot end while we wait.
@@ -280,10 +296,17 @@ impl Slot {
         }
     }
 
-    fn kernel_wait(&self, label: &'static str, mode: LockMode, mut file: Option<(OwnedFd, Identity)>) {
+    fn kernel_wait(
+        &self,
+        label: &'static str,
+        mode: LockMode,
+        mut file: Option<(OwnedFd, Identity)>,
+    ) {
         let ctx = self.ctx(label);
         loop {
-            let Some((fd, identity)) = file.take() else { return };
+            let Some((fd, identity)) = file.take() else {
+                return;
+            };
             let locked = file::flock(fd.as_fd(), mode, true);
             let mut st = self.state();
             match locked {
@@ -324,7 +347,9 @@ impl State {
     }
 
     fn release(&mut self, holder: HolderId) {
-        let Some(i) = self.holders.iter().position(|(id, _)| *id == holder) else { return };
+        let Some(i) = self.holders.iter().position(|(id, _)| *id == holder) else {
+            return;
+        };
         self.holders[i].1 -= 1;
         if self.holders[i].1 > 0 {
             return;
@@ -377,7 +402,11 @@ fn holder_by_path(path: &Path) -> Holder {
 }
 
 fn busy_or_wait(ctx: Ctx<'_>, may_wait: bool, holder: Holder) -> Result<Step, Error> {
-    if may_wait { Ok(Step::Wait) } else { Err(Error::busy(ctx.label, ctx.path, holder)) }
+    if may_wait {
+        Ok(Step::Wait)
+    } else {
+        Err(Error::busy(ctx.label, ctx.path, holder))
+    }
 }
 
 fn upgrade(ctx: Ctx<'_>) -> Error {
@@ -418,7 +447,10 @@ pub(crate) fn slot(path: &Path) -> Arc<Slot> {
             if let Some(inherited) = other.take() {
                 forget_inherited(inherited);
             }
-            other.insert(Registry { pid, slots: HashMap::new() })
+            other.insert(Registry {
+                pid,
+                slots: HashMap::new(),
+            })
         }
     };
     if let Some(slot) = registry.slots.get(path) {

@@ -87,9 +87,11 @@ impl std::fmt::Display for Human {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.0.as_millis();
         match ms {
-            _ if ms >= 3_600_000 && ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
-            _ if ms >= 60_000 && ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
-            _ if ms >= 1_000 && ms % 1_000 == 0 => write!(f, "{}s", ms / 1_000),
+            _ if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) => {
+                write!(f, "{}h", ms / 3_600_000)
+            }
+            _ if ms >= 60_000 && ms.is_multiple_of(60_000) => write!(f, "{}m", ms / 60_000),
+            _ if ms >= 1_000 && ms.is_multiple_of(1_000) => write!(f, "{}s", ms / 1_000),
             _ => write!(f, "{ms}ms"),
         }
     }
@@ -115,8 +117,21 @@ struct Started {
 }
 
 impl AcquireAsync {
-    pub(crate) fn new(slot: Arc<Slot>, label: &'static str, mode: LockMode, limit: Option<Duration>, holder: HolderId) -> Self {
-        AcquireAsync { slot, label, mode, holder, limit, started: None }
+    pub(crate) fn new(
+        slot: Arc<Slot>,
+        label: &'static str,
+        mode: LockMode,
+        limit: Option<Duration>,
+        holder: HolderId,
+    ) -> Self {
+        AcquireAsync {
+            slot,
+            label,
+            mode,
+            holder,
+            limit,
+            started: None,
+        }
     }
 }
 
@@ -129,21 +144,33 @@ impl Future for AcquireAsync {
             this.slot.set_waiting(true);
             let start = Instant::now();
             let deadline = this.limit.and_then(|limit| start.checked_add(limit));
-            let notice_at = Some(start + NOTICE_AFTER).filter(|at| deadline.is_none_or(|d| *at < d));
-            Started { deadline, notice_at, timer_at: None }
+            let notice_at =
+                Some(start + NOTICE_AFTER).filter(|at| deadline.is_none_or(|d| *at < d));
+            Started {
+                deadline,
+                notice_at,
+                timer_at: None,
+            }
         });
-        let step = this.slot.poll_wait(this.label, this.mode, this.holder, cx.waker());
+        let step = this
+            .slot
+            .poll_wait(this.label, this.mode, this.holder, cx.waker());
         let now = Instant::now();
         let outcome = match step {
             Ok(Step::Held) => Ok(()),
             Err(err) => Err(err),
-            Ok(Step::Wait) if started.deadline.is_some_and(|d| now >= d) => Err(this.slot.busy(this.label)),
+            Ok(Step::Wait) if started.deadline.is_some_and(|d| now >= d) => {
+                Err(this.slot.busy(this.label))
+            }
             Ok(Step::Wait) => {
                 if started.notice_at.is_some_and(|at| now >= at) {
                     notice(this.label, &this.slot, &this.slot.holder_now(), this.limit);
                     started.notice_at = None;
                 }
-                let next = [started.deadline, started.notice_at].into_iter().flatten().min();
+                let next = [started.deadline, started.notice_at]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 if let Some(next) = next.filter(|next| started.timer_at != Some(*next)) {
                     wake_at(next, cx.waker().clone());
                     started.timer_at = Some(next);
@@ -202,11 +229,18 @@ fn wake_at(at: Instant, waker: Waker) {
         let spawned = std::thread::Builder::new()
             .name("lockattr-timer".into())
             .spawn(|| run_timer(TIMER.wait().as_ref().expect("the timer exists")));
-        spawned.ok().map(|_| Timer { queue: Mutex::new(BinaryHeap::new()), changed: Condvar::new() })
+        spawned.ok().map(|_| Timer {
+            queue: Mutex::new(BinaryHeap::new()),
+            changed: Condvar::new(),
+        })
     });
     match timer {
         Some(timer) => {
-            timer.queue.lock().unwrap_or_else(PoisonError::into_inner).push(Alarm(at, waker));
+            timer
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Alarm(at, waker));
             timer.changed.notify_one();
         }
         // No timer thread could be started: wake now, so the waiter polls
@@ -228,7 +262,10 @@ fn run_timer(timer: &Timer) {
                 let woken = timer.changed.wait_timeout(queue, timeout);
                 woken.unwrap_or_else(PoisonError::into_inner).0
             }
-            None => timer.changed.wait(queue).unwrap_or_else(PoisonError::into_inner),
+            None => timer
+                .changed
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner),
         };
     }
 }

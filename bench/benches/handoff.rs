@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("hand-off benchmark: not written yet (issue 3)");
+}

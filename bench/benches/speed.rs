@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("speed benchmark: not written yet (issue 4)");
+}
