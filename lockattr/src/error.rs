@@ -204,6 +204,9 @@ impl fmt::Display for Error {
                     None => Ok(()),
                 }
             }
+            Detail::Text(text) if self.path.as_os_str().is_empty() => {
+                write!(f, "lock \"{lock}\": {text}")
+            }
             Detail::Text(text) => write!(f, "lock \"{lock}\" ({path}): {text}"),
         }
     }
