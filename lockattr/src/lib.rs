@@ -88,6 +88,7 @@ mod holder;
 mod name;
 mod outcome;
 mod place;
+mod process;
 mod registry;
 mod wait;
 

@@ -12,8 +12,8 @@
 use crate::error::{Error, ErrorKind, Holder};
 use crate::file::{self, Ctx, Identity, LockMode, Try};
 use crate::holder::HolderId;
+use crate::process;
 use rustix::io::Errno;
-use rustix::process::Pid;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ pub(crate) struct Slot {
     /// The process that made the slot. After fork(2) the child inherits the
     /// slot, its descriptor and its holders; they are the parent's, so the
     /// child never locks, unlocks or re-enters through them.
-    pid: Pid,
+    pid: u32,
     path: PathBuf,
     state: Mutex<State>,
     /// Signalled when a hold ends or the kernel wait settles.
@@ -66,7 +66,7 @@ impl Slot {
     }
 
     pub(crate) fn inherited(&self) -> bool {
-        self.pid != rustix::process::getpid()
+        self.pid != process::pid()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -200,7 +200,13 @@ impl Slot {
                 // `block_on`): the hold cannot end while we wait.
                 return Err(self_deadlock(ctx));
             }
-            return busy_or_wait(ctx, may_wait, Holder::ThisProcess { pid: own_pid() });
+            return busy_or_wait(
+                ctx,
+                may_wait,
+                Holder::ThisProcess {
+                    pid: process::pid(),
+                },
+            );
         }
         if let Some((action, errno)) = st.kernel_failure.take() {
             return Err(Error::os(label, &self.path, action, errno, None));
@@ -378,7 +384,9 @@ impl State {
     /// Who holds the lock, for messages.
     fn holder(&self, path: &Path) -> Holder {
         match (&self.holders[..], &self.file) {
-            ([_, ..], _) => Holder::ThisProcess { pid: own_pid() },
+            ([_, ..], _) => Holder::ThisProcess {
+                pid: process::pid(),
+            },
             (_, Some((fd, _))) => file::holder(fd),
             (_, None) => holder_by_path(path),
         }
@@ -425,13 +433,9 @@ fn self_deadlock(ctx: Ctx<'_>) -> Error {
     Error::other(ErrorKind::WouldDeadlock, ctx.label, ctx.path, text)
 }
 
-pub(crate) fn own_pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get() as u32
-}
-
 /// The registry proper: the slots of this process, by lock file path.
 struct Registry {
-    pid: Pid,
+    pid: u32,
     slots: HashMap<PathBuf, Arc<Slot>>,
 }
 
@@ -439,7 +443,7 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
 /// The slot for `path`, made on first use.
 pub(crate) fn slot(path: &Path) -> Arc<Slot> {
-    let pid = rustix::process::getpid();
+    let pid = process::pid();
     let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     let registry = match &mut *registry {
         Some(registry) if registry.pid == pid => registry,

@@ -1,0 +1,57 @@
+//! Which process this is, in one memory load: how the registry notices that
+//! it runs in a child made by fork(2) without exec.
+//!
+//! getpid(2) would tell, but it is a system call (glibc stopped caching the
+//! pid), and it would sit twice on every lock and unlock. Instead the pid
+//! lives in a page mapped with `MADV_WIPEONFORK`: the kernel hands a forked
+//! child that page zero-filled, so a zero means "forked since the pid was
+//! stored" and the child stores its own.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// This process's pid.
+pub(crate) fn pid() -> u32 {
+    static PAGE: OnceLock<Option<&'static AtomicU32>> = OnceLock::new();
+    let Some(cell) = PAGE.get_or_init(map_wipe_on_fork_page) else {
+        return getpid(); // no MADV_WIPEONFORK (Linux < 4.14): ask every time
+    };
+    match cell.load(Ordering::Relaxed) {
+        0 => {
+            let pid = getpid();
+            cell.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+fn getpid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+fn map_wipe_on_fork_page() -> Option<&'static AtomicU32> {
+    use rustix::mm::{Advice, MapFlags, ProtFlags};
+    let len = rustix::param::page_size();
+    // SAFETY: a fresh private anonymous mapping that nothing else refers to.
+    // It is never unmapped (unless madvise fails, before any reference to it
+    // exists), so a `'static` reference into it stays valid; it is zeroed
+    // and page-aligned, which suits an `AtomicU32`.
+    unsafe {
+        let page = rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+        .ok()?;
+        if rustix::mm::madvise(page, len, Advice::LinuxWipeOnFork).is_err() {
+            let _ = rustix::mm::munmap(page, len);
+            return None;
+        }
+        Some(&*page.cast::<AtomicU32>())
+    }
+}
