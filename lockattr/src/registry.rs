@@ -27,6 +27,10 @@ pub(crate) struct Slot {
     /// child never locks, unlocks or re-enters through them.
     pid: u32,
     path: PathBuf,
+    /// Whether the descriptor stays open between holds. Only the first
+    /// [`KEPT_OPEN`] slots of a process keep theirs, so a process that
+    /// locks many distinct names does not run out of descriptors.
+    keep_open: bool,
     state: Mutex<State>,
     /// Signalled when a hold ends or the kernel wait settles.
     changed: Condvar,
@@ -253,6 +257,9 @@ impl Slot {
         }
         let mut st = self.state();
         st.release(holder);
+        if !self.keep_open && st.holders.is_empty() {
+            st.file = None;
+        }
         if st.waiters > 0 {
             st.notify(self);
         }
@@ -441,6 +448,9 @@ struct Registry {
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
+/// How many lock files a process keeps open between holds.
+const KEPT_OPEN: usize = 64;
+
 /// The slot for `path`, made on first use.
 pub(crate) fn slot(path: &Path) -> Arc<Slot> {
     let pid = process::pid();
@@ -463,6 +473,7 @@ pub(crate) fn slot(path: &Path) -> Arc<Slot> {
     let slot = Arc::new(Slot {
         pid,
         path: path.to_owned(),
+        keep_open: registry.slots.len() < KEPT_OPEN,
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
     });
