@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("a/b")]
+fn build() {}
+
+fn main() {
+    build();
+}

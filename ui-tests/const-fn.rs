@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy")]
+const fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy", dir = "rel")]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive(path = "/run/lock/tool.lock", dir = "/run/lock")]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive(".hidden")]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive(42)]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,10 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy")]
+fn build() -> i32 {
+    42
+}
+
+fn main() {
+    build();
+}

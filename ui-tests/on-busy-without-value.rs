@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy", on_busy)]
+fn build() {}
+
+fn main() {
+    build();
+}

@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive(crate = "lockattr")]
+fn build() {}
+
+fn main() {
+    build();
+}

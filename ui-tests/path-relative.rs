@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive(path = "rel")]
+fn build() {}
+
+fn main() {
+    build();
+}

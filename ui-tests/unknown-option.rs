@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy", timeout = "5s")]
+fn build() {}
+
+fn main() {
+    build();
+}
