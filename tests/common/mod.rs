@@ -23,9 +23,16 @@ pub fn role() -> Option<String> {
 /// `.env(...)` for its arguments; its stdout is piped.
 pub fn spawn_role(role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
-    cmd.args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .stdout(Stdio::piped());
+    cmd.args([
+        "--exact",
+        "child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .stdout(Stdio::piped());
     cmd
 }
 
@@ -41,7 +48,10 @@ pub fn wait_for_line(out: &mut BufReader<ChildStdout>, marker: &str) {
         if line.trim_end() == marker {
             return;
         }
-        assert!(Instant::now() < deadline, "no {marker:?} from the child within 30s");
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} from the child within 30s"
+        );
     }
 }
 
@@ -56,7 +66,11 @@ pub fn start_ready(mut cmd: Command) -> (Child, BufReader<ChildStdout>) {
 /// A lock name no other test (or earlier run) uses.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("t-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh directory under /tmp, world-writable and sticky like /tmp
@@ -84,15 +98,29 @@ pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    eprintln!("\n*** SKIPPED {test}: needs root (useradd, runuser, sysctl); CI runs it as root ***\n");
+    loud(&format!(
+        "SKIPPED {test}: needs root (useradd, runuser, sysctl); CI runs it as root"
+    ));
     false
 }
 
 /// For tests that need a command: says so loudly when it is missing.
 pub fn require_command(test: &str, command: &str) -> bool {
-    let found = Command::new("sh").args(["-c", &format!("command -v {command}")]).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("\n*** SKIPPED {test}: `{command}` is not installed; .ci/run installs it ***\n");
+        loud(&format!(
+            "SKIPPED {test}: `{command}` is not installed; .ci/run installs it"
+        ));
     }
     found
+}
+
+/// Writes straight to stderr: libtest captures `eprintln!` of passing
+/// tests, but not writes to the stderr handle itself.
+fn loud(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** {message} ***\n");
 }
