@@ -57,7 +57,19 @@ impl Parse for Args {
             let key_span = input.span();
             let key = if lookahead.peek(kw::on_busy) {
                 input.parse::<kw::on_busy>()?;
+                if !input.peek(Token![=]) {
+                    return Err(Error::new(
+                        key_span,
+                        "expected `on_busy = EXPR`, the value to return when the lock is busy",
+                    ));
+                }
                 input.parse::<Token![=]>()?;
+                if input.is_empty() || input.peek(Token![,]) {
+                    return Err(Error::new(
+                        key_span,
+                        "expected a value after `on_busy =`, as in `on_busy = Ok(())`",
+                    ));
+                }
                 args.on_busy = Some(input.parse()?);
                 "on_busy"
             } else if lookahead.peek(kw::wait) {
@@ -74,6 +86,12 @@ impl Parse for Args {
                 "wait"
             } else if lookahead.peek(kw::shared) {
                 input.parse::<kw::shared>()?;
+                if input.peek(Token![=]) {
+                    return Err(Error::new(
+                        key_span,
+                        "`shared` takes no value: write `shared` to take the lock shared, or leave it out",
+                    ));
+                }
                 args.shared = true;
                 "shared"
             } else if lookahead.peek(kw::dir) {
@@ -99,14 +117,20 @@ impl Parse for Args {
                 args.krate = Some(path.parse()?);
                 "crate"
             } else if input.peek(kw::path) {
-                return Err(Error::new(
-                    key_span,
-                    "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`",
-                ));
+                let text = match args.target {
+                    Target::File(_) => format!(
+                        "`path` is given twice; each option may be given once (accepted options: {OPTIONS})"
+                    ),
+                    _ => "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`".to_owned(),
+                };
+                return Err(Error::new(key_span, text));
+            } else if input.peek(syn::Ident) {
+                let ident: syn::Ident = input.parse()?;
+                let text = format!("unknown option `{ident}`; accepted options: {OPTIONS}");
+                return Err(Error::new(ident.span(), text));
             } else {
-                let mut err = lookahead.error();
-                err.combine(Error::new(key_span, format!("accepted options: {OPTIONS}")));
-                return Err(err);
+                // Not an identifier: syn's "expected one of ..." lists them.
+                return Err(lookahead.error());
             };
             if seen.iter().any(|s| s == key) {
                 return Err(Error::new(
@@ -128,12 +152,15 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
         return Err(Error::new(Span::call_site(), expected));
     }
     if input.peek(LitStr) {
-        let name: LitStr = input.parse()?;
+        let name = string(input, "a lock name, as in `\"build-deploy\"`")?;
         check_name(&name)?;
         return Ok(Target::Name(name));
     }
-    if input.peek(kw::path) && input.peek2(Token![=]) {
-        input.parse::<kw::path>()?;
+    if input.peek(kw::path) {
+        let key = input.parse::<kw::path>()?;
+        if !input.peek(Token![=]) {
+            return Err(Error::new(key.span, "expected `path = \"/abs/file.lock\"`"));
+        }
         input.parse::<Token![=]>()?;
         let file = string(
             input,
@@ -155,7 +182,17 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
 
 fn string(input: ParseStream<'_>, what: &str) -> syn::Result<LitStr> {
     if input.peek(LitStr) {
-        input.parse()
+        let lit: LitStr = input.parse()?;
+        if !lit.suffix().is_empty() {
+            return Err(Error::new(
+                lit.span(),
+                format!(
+                    "unexpected suffix `{}` after the string; expected {what}",
+                    lit.suffix()
+                ),
+            ));
+        }
+        Ok(lit)
     } else {
         Err(Error::new(input.span(), format!("expected {what}")))
     }

@@ -97,7 +97,10 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     };
     let hold = quote_spanned!(Span::mixed_site()=> __lockattr_hold);
     let err = quote_spanned!(Span::mixed_site()=> __lockattr_err);
-    let on_err = busy_or_failed(args, ret, &private, &err);
+    if let (None, Some(ty)) = (&sig.asyncness, ret) {
+        reject_future(ty)?;
+    }
+    let on_err = busy_or_failed(args, ret, &private, &err)?;
     let site = quote!({
         static __LOCKATTR_SITE: #private::Site = #private::Site::new();
         &__LOCKATTR_SITE
@@ -120,10 +123,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
             #private::scoped(&#hold, async move #body).await
         }
     } else {
-        if let Some(ty) = ret {
-            reject_future(ty)?;
-        }
-        let check = ret.filter(|ty| nameable(ty) && !is_unit(ty)).map(|ty| {
+        let check = named(ret).map(|ty| {
             quote_spanned! {ty_span(ty)=>
                 #private::not_a_future({
                     #[allow(unused_imports)] // only one of the two applies
@@ -180,27 +180,41 @@ fn busy_or_failed(
     ret: Option<&Type>,
     private: &TokenStream,
     err: &TokenStream,
-) -> TokenStream {
+) -> syn::Result<TokenStream> {
+    let named = named(ret);
     let Some(on_busy) = &args.on_busy else {
-        let span = ret.map_or_else(Span::call_site, ty_span);
-        return quote_spanned!(span=> return #private::Outcome::from_error(#err));
+        return Ok(match (named, ret) {
+            // Spanned at the type, so "no busy outcome for `i32`" points there.
+            (Some(ty), _) => {
+                quote_spanned!(ty_span(ty)=> return <#ty as #private::Outcome>::from_error(#err))
+            }
+            (None, Some(ty)) if !nameable(ty) => {
+                return Err(Error::new_spanned(
+                    ty,
+                    "`#[exclusive]` cannot tell what this function should return when the lock is busy; add `on_busy = ...` with the value to return",
+                ));
+            }
+            _ => quote!(return #private::Outcome::from_error(#err)),
+        });
     };
     // A setup failure still follows the return type: `Err` for a `Result`
     // whose error converts, a panic for anything else.
-    let failed = match ret.filter(|ty| nameable(ty) && !is_unit(ty)) {
-        Some(ty) => quote! {{
+    let failed = match named {
+        Some(ty) => quote! {
             #[allow(unused_imports)] // only one of the two applies
             use #private::{FailAsErr as _, FailAsPanic as _};
-            (&#private::Fail::<#ty>::new()).fail(#err)
-        }},
+            return (&#private::Fail::<#ty>::new()).fail(#err);
+        },
         None => quote!(#private::fail(#err)),
     };
-    quote! {{
+    // `on_busy` may diverge (`std::process::exit(0)`): that is no mistake.
+    Ok(quote! {{
         if #err.is_busy() {
+            #[allow(unreachable_code, clippy::diverging_sub_expression)]
             return #on_busy;
         }
-        return #failed;
-    }}
+        #failed
+    }})
 }
 
 /// Refuses the future-returning shapes visible in the signature: the lock
@@ -216,6 +230,12 @@ fn reject_future(ty: &Type) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The return type, when the expansion can name it and it is a value:
+/// not `()`, not `!`, and not `impl Trait` (which the body cannot name).
+fn named(ret: Option<&Type>) -> Option<&Type> {
+    ret.filter(|ty| nameable(ty) && !matches!(ty, Type::Never(_)) && !is_unit(ty))
 }
 
 /// Whether the type can be written inside the body (`impl Trait` cannot).

@@ -276,6 +276,7 @@ pub mod __private {
         Check, Fail, FailAsErr, FailAsPanic, NotAFuture, Outcome, ReturnsFuture, ReturnsValue,
         fail, not_a_future,
     };
+    use crate::place::Place;
     use crate::registry::{self, Slot};
     use crate::wait::{AcquireAsync, Wait};
     use crate::{Error, Lock};
@@ -283,26 +284,30 @@ pub mod __private {
     use std::sync::{Arc, OnceLock};
 
     /// One call site's memory of its lock's slot, so that later calls skip
-    /// resolving the path and looking it up.
+    /// resolving the path and looking it up. The place is remembered too:
+    /// in a generic function one call site can name a different lock per
+    /// type (`#[exclusive(T::NAME)]`), and then only the first is cached.
     pub struct Site {
-        slot: OnceLock<Arc<Slot>>,
+        cached: OnceLock<(Place, Arc<Slot>)>,
     }
 
     impl Site {
         #[allow(clippy::new_without_default)]
         pub const fn new() -> Site {
             Site {
-                slot: OnceLock::new(),
+                cached: OnceLock::new(),
             }
         }
 
         fn slot(&self, lock: &Lock) -> Result<Arc<Slot>, Error> {
-            match self.slot.get() {
+            match self.cached.get() {
                 // After fork() the remembered slot is the parent's.
-                Some(slot) if !slot.inherited() => Ok(Arc::clone(slot)),
+                Some((place, slot)) if *place == lock.place && !slot.inherited() => {
+                    Ok(Arc::clone(slot))
+                }
                 _ => {
                     let slot = registry::slot(&lock.path()?);
-                    let _ = self.slot.set(Arc::clone(&slot));
+                    let _ = self.cached.set((lock.place, Arc::clone(&slot)));
                     Ok(slot)
                 }
             }

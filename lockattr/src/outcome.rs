@@ -31,6 +31,7 @@ pub trait Outcome: Sized {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl Outcome for () {
     fn busy(err: Error) {
         eprintln!("lockattr: not running: {err}");
@@ -42,6 +43,7 @@ impl Outcome for () {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Error>> Outcome for Result<T, E> {
     fn busy(err: Error) -> Self {
         Err(E::from(err))
@@ -132,6 +134,7 @@ pub struct ValueReturned;
 )]
 pub trait NotAFuture {}
 
+#[diagnostic::do_not_recommend]
 impl NotAFuture for ValueReturned {}
 
 pub fn not_a_future<K: NotAFuture>(_: K) {}

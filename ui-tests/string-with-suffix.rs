@@ -1,0 +1,8 @@
+use lockattr::exclusive;
+
+#[exclusive("build-deploy", wait = "5s"x)]
+fn build() {}
+
+fn main() {
+    build();
+}
