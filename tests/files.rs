@@ -1,0 +1,441 @@
+//! The lock file itself: what stands at its path (a symlink, a FIFO, a
+//! directory, nothing), a file deleted or replaced under a holder, its mode
+//! whatever the umask, that it is never deleted, and where it lives
+//! (`LOCKATTR_DIR`, `lock_path`), and `LOCKATTR_URL` refusing every lock.
+//!
+//! Each test works in its own directory; other processes are lock agents
+//! (`tests/agent`).
+
+mod agent;
+mod common;
+
+use agent::{Agent, Reply, TempDir};
+use lockattr::{ErrorKind, exclusive};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs on a child process started by a test below.
+#[test]
+#[ignore = "only as a child process of another test"]
+fn child() {
+    let Some(role) = common::role() else {
+        return; // run by hand with --ignored: nothing to do
+    };
+    match role.as_str() {
+        agent::ROLE => agent::serve(),
+        "url-result" => match url_result() {
+            Ok(()) => println!("OUTCOME RAN"),
+            Err(err) => println!("OUTCOME {}", agent::describe(&err)),
+        },
+        "url-unit" => {
+            url_unit();
+            println!("OUTCOME RAN-OR-SKIPPED");
+        }
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Takes `lock` on another thread and fails the test if no answer comes
+/// within 10 s: whatever stands at the path, the lock must never hang.
+fn acquire_within_10s(lock: lockattr::Lock) -> Reply {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Reply::of(lock.acquire()));
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the lock did not answer within 10 s")
+}
+
+fn assert_not_regular(reply: &Reply, what: &str, path: &Path) {
+    match reply {
+        Reply::Err(kind, message) => {
+            assert_eq!(kind, "NotRegularFile", "{message}");
+            assert!(
+                message.contains(&path.display().to_string()),
+                "names the path: {message}"
+            );
+            assert!(message.contains(what), "says it is {what}: {message}");
+        }
+        other => panic!("expected a NotRegularFile error, got {other:?}"),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+}
+
+// --------------------------------------------------- what stands at the path
+
+/// A symlink planted at `DIR/NAME.lock` pointing to a file of the victim's:
+/// an error, and the target keeps its content and mode.
+#[test]
+fn a_planted_symlink_is_an_error_and_its_target_is_untouched() {
+    let dir = TempDir::new("symlink");
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "precious data\n").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let lock = dir.lock("planted");
+    let path = lock.path().unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+
+    assert_not_regular(&acquire_within_10s(lock), "a symbolic link", &path);
+    let mut other = Agent::start("planted", Some(dir.path()));
+    assert_not_regular(&other.lock(), "a symbolic link", &path);
+    assert_not_regular(&other.lock_shared(), "a symbolic link", &path);
+
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious data\n");
+    assert_eq!(mode(&target), 0o600, "the target's mode is unchanged");
+    assert_eq!(
+        std::fs::read_link(&path).unwrap(),
+        target,
+        "the link is left"
+    );
+}
+
+/// A dangling symlink: an error, and nothing is created at its target.
+#[test]
+fn a_dangling_symlink_is_an_error_and_its_target_is_not_created() {
+    let dir = TempDir::new("dangling");
+    let target = dir.path().join("would-be-created");
+    let lock = dir.lock("dangling");
+    let path = lock.path().unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+
+    assert_not_regular(&acquire_within_10s(lock), "a symbolic link", &path);
+    let mut other = Agent::start("dangling", Some(dir.path()));
+    assert_not_regular(&other.lock(), "a symbolic link", &path);
+    assert!(
+        !target.exists(),
+        "the symlink was followed: {} exists",
+        target.display()
+    );
+}
+
+/// A FIFO in the file's place: an error, without hanging (opening a FIFO
+/// for reading blocks until a writer comes, unless `O_NONBLOCK`).
+#[test]
+fn a_planted_fifo_is_an_error_without_hanging() {
+    let dir = TempDir::new("fifo");
+    let lock = dir.lock("fifo");
+    let path = lock.path().unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+
+    assert_not_regular(&acquire_within_10s(lock), "a FIFO", &path);
+    assert_not_regular(&acquire_within_10s(lock.shared()), "a FIFO", &path);
+    let mut other = Agent::start("fifo", Some(dir.path()));
+    assert_not_regular(&other.lock(), "a FIFO", &path);
+    let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&kind),
+        "the FIFO is left"
+    );
+}
+
+/// A directory in the file's place: an error, and the directory is left.
+#[test]
+fn a_directory_in_its_place_is_an_error() {
+    let dir = TempDir::new("directory");
+    let lock = dir.lock("directory");
+    let path = lock.path().unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("inside"), "x").unwrap();
+
+    assert_not_regular(&acquire_within_10s(lock), "a directory", &path);
+    let mut other = Agent::start("directory", Some(dir.path()));
+    assert_not_regular(&other.lock(), "a directory", &path);
+    assert!(
+        path.join("inside").exists(),
+        "the directory is left as it was"
+    );
+}
+
+#[exclusive("files-missing-dir", dir = "/nonexistent-lockattr-files-dir")]
+fn in_missing_dir() -> Result<(), lockattr::Error> {
+    Ok(())
+}
+
+/// A missing directory is an error (never busy) that names the path and
+/// says the directory does not exist.
+#[test]
+fn a_missing_directory_is_an_error_naming_it() {
+    let dir = TempDir::new("missing");
+    let missing = dir.path().join("does-not-exist");
+    let lock = lockattr::Lock::new(lockattr::LockName::new("missing"))
+        .dir(common::leak(missing.to_str().unwrap()));
+    let err = lock.acquire().unwrap_err();
+    assert!(!err.is_busy());
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert_eq!(
+        err.os_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(!missing.exists(), "the directory is not created");
+
+    let err = in_missing_dir().unwrap_err();
+    assert!(!err.is_busy());
+    let message = err.to_string();
+    assert!(
+        message.contains("/nonexistent-lockattr-files-dir"),
+        "{message}"
+    );
+    assert!(message.contains("does not exist"), "{message}");
+
+    let mut other = Agent::start("missing", Some(&missing));
+    match other.lock() {
+        Reply::Err(kind, message) => {
+            assert_eq!(kind, "Io");
+            assert!(message.contains("does not exist"), "{message}");
+        }
+        reply => panic!("expected an error, got {reply:?}"),
+    }
+}
+
+// ---------------------------------------- deleted or replaced under a holder
+
+/// A holds; someone deletes the file; B takes the lock on a new file at the
+/// path. When A lets go and asks again, it must lock the new file, so it is
+/// busy while B holds: two holders never lock two different files.
+#[test]
+fn a_file_deleted_while_held_is_not_locked_again_by_its_holder() {
+    let dir = TempDir::new("deleted");
+    let mut a = Agent::start("deleted", Some(dir.path()));
+    let mut b = Agent::start("deleted", Some(dir.path()));
+    let path = a.path("path");
+    assert_eq!(a.lock(), Reply::Held);
+    let old = std::fs::metadata(&path).unwrap().ino();
+    std::fs::remove_file(&path).unwrap();
+
+    assert_eq!(b.lock(), Reply::Held, "B locks a new file at the path");
+    let new = std::fs::metadata(&path).unwrap().ino();
+    assert_ne!(old, new);
+    a.unlock();
+    agent::assert_busy_by(
+        &a.lock(),
+        b.pid(),
+        "A must lock the file the path names now",
+    );
+    b.unlock();
+    assert_eq!(a.lock(), Reply::Held);
+    agent::assert_busy_by(&b.lock(), a.pid(), "and the other way round");
+}
+
+/// The same when the file is replaced (renamed over) while held.
+#[test]
+fn a_file_replaced_while_held_is_not_locked_again_by_its_holder() {
+    let dir = TempDir::new("replaced");
+    let mut a = Agent::start("replaced", Some(dir.path()));
+    let mut b = Agent::start("replaced", Some(dir.path()));
+    let path = a.path("path");
+    assert_eq!(a.lock(), Reply::Held);
+    let other = dir.path().join("other");
+    std::fs::write(&other, "").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+
+    assert_eq!(b.lock(), Reply::Held, "B locks the replacement");
+    a.unlock();
+    agent::assert_busy_by(&a.lock(), b.pid(), "A must lock the replacement");
+}
+
+/// A process that held the lock before keeps its descriptor open between
+/// holds. If the file is deleted or replaced meanwhile and B holds the new
+/// one, A's next request must be busy, not a lock on its stale descriptor.
+#[test]
+fn a_kept_descriptor_of_a_deleted_or_replaced_file_is_not_trusted() {
+    for replace in [false, true] {
+        let dir = TempDir::new("kept");
+        let mut a = Agent::start("kept", Some(dir.path()));
+        let mut b = Agent::start("kept", Some(dir.path()));
+        let path = a.path("path");
+        assert_eq!(a.lock(), Reply::Held);
+        a.unlock();
+        if replace {
+            let other = dir.path().join("other");
+            std::fs::write(&other, "").unwrap();
+            std::fs::rename(&other, &path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        assert_eq!(b.lock(), Reply::Held);
+        let how = if replace { "replaced" } else { "deleted" };
+        agent::assert_busy_by(
+            &a.lock(),
+            b.pid(),
+            &format!("A locked its stale descriptor (file {how})"),
+        );
+    }
+}
+
+/// In one process: a guard is held, the file deleted, another process takes
+/// the new file; after our guard drops, our next request is busy.
+#[test]
+fn in_process_holder_follows_the_path_after_deletion() {
+    let dir = TempDir::new("deleted-here");
+    let lock = dir.lock("here");
+    let path = lock.path().unwrap();
+    let guard = lock.acquire().expect("free");
+    std::fs::remove_file(&path).unwrap();
+    let mut b = Agent::start("here", Some(dir.path()));
+    assert_eq!(b.lock(), Reply::Held);
+    drop(guard);
+    agent::assert_busy_by(
+        &Reply::of(lock.acquire()),
+        b.pid(),
+        "we must lock the new file",
+    );
+}
+
+// ------------------------------------------------------------ mode, no unlink
+
+/// Created 0644 even by a process whose umask is 077, so every user can
+/// open it; and never deleted, by holders or when they exit.
+#[test]
+fn created_0644_under_umask_077_and_never_deleted() {
+    let dir = TempDir::new("umask");
+    let mut creator = Agent::start_with("umask", Some(dir.path()), |cmd| {
+        cmd.env("LOCKATTR_TEST_UMASK", "077");
+    });
+    assert_eq!(creator.ask("umask"), "UMASK 0077", "the umask is in force");
+    let path = creator.path("path");
+    assert!(!path.exists());
+    assert_eq!(creator.lock(), Reply::Held);
+    assert_eq!(mode(&path), 0o644, "created 0644 whatever the umask");
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    creator.unlock();
+    assert!(path.exists(), "not deleted on release");
+    drop(creator);
+    assert!(path.exists(), "not deleted when the creator exits");
+
+    let mut other = Agent::start("umask", Some(dir.path()));
+    assert_eq!(other.lock(), Reply::Held);
+    other.kill();
+    let lock = dir.lock("umask");
+    for _ in 0..3 {
+        drop(lock.acquire().expect("free"));
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        inode,
+        "the same file all along"
+    );
+    assert_eq!(mode(&path), 0o644, "its mode is left alone");
+}
+
+// ------------------------------------------------------- where the file lives
+
+/// `LOCKATTR_DIR` moves the default directory; `Lock::path` and
+/// `lock_path` agree with it and the file is created there.
+#[test]
+fn lockattr_dir_is_honoured() {
+    let dir = TempDir::new("env-dir");
+    let name = common::unique_name("env-dir");
+    let mut agent = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", dir.path());
+    });
+    let expected = dir.path().join(format!("{name}.lock"));
+    assert_eq!(agent.path("path"), expected);
+    assert_eq!(agent.path("lock-path"), expected);
+    assert_eq!(agent.lock(), Reply::Held);
+    assert!(expected.is_file(), "created in LOCKATTR_DIR");
+
+    // This process does not see LOCKATTR_DIR: its file is elsewhere, so the
+    // agent's hold does not concern it.
+    let here = agent::default_lock(&name);
+    assert_ne!(here.path().unwrap(), expected);
+    let guard = here.acquire().expect("another file, free");
+    assert!(!here.path().unwrap().starts_with(dir.path()));
+    drop(guard);
+    std::fs::remove_file(here.path().unwrap()).ok(); // our own scratch file
+}
+
+/// `lock_path(name)` is `DIR/NAME.lock` for the default directory, the file
+/// `#[exclusive(NAME)]` locks; a bad name is an error.
+#[test]
+fn lock_path_names_the_file_the_attribute_locks() {
+    let path = lockattr::lock_path("files-lock-path").unwrap();
+    assert_eq!(path.file_name().unwrap(), "files-lock-path.lock");
+    let lock = lockattr::Lock::new(lockattr::LockName::new("files-lock-path"));
+    assert_eq!(lock.path().unwrap(), path);
+    let guard = lock.acquire().unwrap();
+    assert_eq!(guard.path(), path);
+    let mut other = Agent::start("files-lock-path", None);
+    assert_eq!(other.path("lock-path"), path);
+    agent::assert_busy_by(&other.lock(), std::process::id(), "the same file");
+    drop(guard);
+
+    let err = lockattr::lock_path("../etc/passwd").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+// ------------------------------------------------------------- LOCKATTR_URL
+
+#[exclusive("files-url")]
+fn url_result() -> Result<(), lockattr::Error> {
+    Ok(())
+}
+
+#[exclusive("files-url-unit")]
+fn url_unit() {}
+
+/// `LOCKATTR_URL` set in a build without a network backend: every lock is a
+/// `Config` error, never a silent local lock, and the URL's password is not
+/// repeated. A `()` function panics rather than run or skip silently.
+#[test]
+fn lockattr_url_makes_every_lock_an_error() {
+    let dir = TempDir::new("url");
+    let url = "postgres://deployer:s3cret-pw@db.example/locks";
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("LOCKATTR_URL", url).env("LOCKATTR_DIR", dir.path());
+    };
+    let mut agent = Agent::start_with("url", None, env);
+    for reply in [agent.lock(), agent.lock_shared()] {
+        match reply {
+            Reply::Err(kind, message) => {
+                assert_eq!(kind, "Config", "{message}");
+                assert!(message.contains("LOCKATTR_URL"), "{message}");
+                assert!(!message.contains("s3cret"), "leaks the password: {message}");
+            }
+            other => panic!("expected a Config error, got {other:?}"),
+        }
+    }
+
+    let mut cmd = common::spawn_role("url-result");
+    env(&mut cmd);
+    let out = agent::output(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("OUTCOME ERR Config ")),
+        "{stdout}"
+    );
+
+    let mut cmd = common::spawn_role("url-unit");
+    env(&mut cmd);
+    let out = agent::output(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a () function must not go on: {stdout}"
+    );
+    assert!(!stdout.contains("OUTCOME"), "{stdout}");
+    assert!(stderr.contains("LOCKATTR_URL"), "{stderr}");
+    assert!(!stderr.contains("busy"), "not busy: {stderr}");
+
+    let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(created.is_empty(), "no local lock file: {created:?}");
+}
