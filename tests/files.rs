@@ -158,6 +158,60 @@ fn a_directory_in_its_place_is_an_error() {
     );
 }
 
+/// A Unix socket in the file's place (open(2) on it fails with ENXIO): an
+/// error, never busy, without hanging.
+#[test]
+fn a_socket_in_its_place_is_an_error() {
+    let dir = TempDir::new("socket");
+    let lock = dir.lock("socket");
+    let path = lock.path().unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind a socket");
+    match acquire_within_10s(lock) {
+        Reply::Err(_, message) => {
+            assert!(message.contains(&path.display().to_string()), "{message}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// ... and of kind `NotRegularFile`, as `ErrorKind::NotRegularFile`
+/// documents for sockets, with a message that says what is there.
+#[test]
+#[ignore = "bug: a socket at the lock path is ErrorKind::Io \"No such device or address\" \
+            (open gives ENXIO, which file.rs open_failure does not map), though \
+            ErrorKind::NotRegularFile's docs list sockets"]
+fn a_socket_in_its_place_is_not_a_regular_file() {
+    let dir = TempDir::new("socket-kind");
+    let lock = dir.lock("socket");
+    let path = lock.path().unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind a socket");
+    assert_not_regular(&acquire_within_10s(lock), "a socket", &path);
+}
+
+/// A character device in the file's place: an error, not a lock on it.
+#[test]
+fn a_device_in_its_place_is_an_error() {
+    if !common::require_root("a_device_in_its_place_is_an_error") {
+        return;
+    }
+    let dir = TempDir::new("device");
+    let lock = dir.lock("device");
+    let path = lock.path().unwrap();
+    // The same device as /dev/null (1, 3).
+    let made = rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        rustix::fs::makedev(1, 3),
+    );
+    if let Err(errno) = made {
+        eprintln!("SKIPPED a_device_in_its_place_is_an_error: mknod: {errno}");
+        return;
+    }
+    assert_not_regular(&acquire_within_10s(lock), "a character device", &path);
+}
+
 #[exclusive("files-missing-dir", dir = "/nonexistent-lockattr-files-dir")]
 fn in_missing_dir() -> Result<(), lockattr::Error> {
     Ok(())
@@ -363,6 +417,34 @@ fn lockattr_dir_is_honoured() {
     std::fs::remove_file(here.path().unwrap()).ok(); // our own scratch file
 }
 
+/// A relative `LOCKATTR_DIR` is a `Config` error (callers in different
+/// working directories would lock different files); an empty one means the
+/// default directory.
+#[test]
+fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
+    let name = common::unique_name("env-dir-relative");
+    let mut agent = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", "relative/dir");
+    });
+    match agent.lock() {
+        Reply::Err(kind, message) => {
+            assert_eq!(kind, "Config", "{message}");
+            assert!(message.contains("relative/dir"), "{message}");
+        }
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+    drop(agent);
+
+    let mut agent = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", "");
+    });
+    let path = agent.path("path");
+    assert_eq!(path, agent::default_lock(&name).path().unwrap());
+    assert_eq!(agent.lock(), Reply::Held);
+    drop(agent);
+    std::fs::remove_file(path).ok(); // our own scratch file
+}
+
 /// `lock_path(name)` is `DIR/NAME.lock` for the default directory, the file
 /// `#[exclusive(NAME)]` locks; a bad name is an error.
 #[test]
@@ -413,6 +495,13 @@ fn lockattr_url_makes_every_lock_an_error() {
             other => panic!("expected a Config error, got {other:?}"),
         }
     }
+
+    // Also with an explicit directory: no lock falls back to a local file.
+    let mut explicit = Agent::start_with("url", Some(dir.path()), env);
+    assert!(
+        matches!(explicit.lock(), Reply::Err(kind, _) if kind == "Config"),
+        "a dir option does not bypass LOCKATTR_URL"
+    );
 
     let mut cmd = common::spawn_role("url-result");
     env(&mut cmd);

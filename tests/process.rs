@@ -703,6 +703,28 @@ fn nested_reentry_runs_at_once_while_others_see_busy() {
     assert!(peer.finish().success());
 }
 
+#[exclusive("process-nested-panic")]
+fn outer_catching(other: &mut Agent) -> Result<Reply, lockattr::Error> {
+    let caught = std::panic::catch_unwind(inner_panicking);
+    assert!(caught.is_err(), "the inner body panics");
+    Ok(other.lock())
+}
+
+#[exclusive("process-nested-panic")]
+fn inner_panicking() {
+    panic!("boom in the nested call");
+}
+
+/// A nested call that panics ends only its own hold: the outer call, which
+/// catches the panic, still holds the lock until it returns.
+#[test]
+fn a_panic_in_a_nested_call_leaves_the_outer_hold() {
+    let mut other = Agent::start("process-nested-panic", None);
+    let during = outer_catching(&mut other).expect("free");
+    agent::assert_busy_by(&during, our_pid(), "after the nested call panicked");
+    assert_eq!(other.lock(), Reply::Held, "released by the outer return");
+}
+
 // ---------------------------------------------------------------- threads
 
 #[exclusive("process-threads-gate")]
@@ -834,6 +856,41 @@ fn shared_attribute_runs_beside_shared_processes() {
     a.unlock();
     b.unlock();
     write_exclusive().expect("free once the shared holders let go");
+}
+
+/// Shared holds by two threads of one process: the lock stays shared-held
+/// until the last of them lets go; meanwhile another process may share it
+/// but not take it exclusively.
+#[test]
+fn shared_holders_in_threads_keep_the_lock_until_the_last_lets_go() {
+    let dir = TempDir::new("shared-threads");
+    let lock = dir.lock("shared-threads").shared();
+    let mut other = Agent::start("shared-threads", Some(dir.path()));
+    let (release_a, a) = hold_on_thread(lock);
+    let (release_b, b) = hold_on_thread(lock);
+    agent::assert_busy_by(&other.lock(), our_pid(), "two shared threads");
+    assert_eq!(other.lock_shared(), Reply::Held, "shares with them");
+    other.unlock();
+    release_a.send(()).unwrap();
+    a.join().unwrap();
+    agent::assert_busy_by(&other.lock(), our_pid(), "one shared thread left");
+    release_b.send(()).unwrap();
+    b.join().unwrap();
+    assert_eq!(other.lock(), Reply::Held, "free after the last one");
+}
+
+/// Holds `lock` on a new thread until told to let go.
+fn hold_on_thread(lock: lockattr::Lock) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (held_tx, held) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let guard = lock.acquire().expect("a shared hold");
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(guard);
+    });
+    held.recv().expect("the thread took the lock");
+    (release, thread)
 }
 
 #[exclusive("process-upgrade", shared)]
@@ -1063,6 +1120,50 @@ fn a_spawned_task_is_another_holder() {
     }
 }
 
+#[exclusive("process-async-cancel")]
+async fn hold_forever(entered: tokio::sync::oneshot::Sender<()>) -> Result<(), lockattr::Error> {
+    entered.send(()).expect("tell the test");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[exclusive("process-async-panic")]
+async fn explode_async() -> Result<(), lockattr::Error> {
+    tokio::task::yield_now().await;
+    panic!("boom in the async body");
+}
+
+/// Dropping an async holder mid-await (a timeout, a lost `select!` branch)
+/// is an exit path too: the lock is free at once for another process.
+#[test]
+fn a_cancelled_async_holder_releases() {
+    let mut other = Agent::start("process-async-cancel", None);
+    current_thread().block_on(async {
+        let (entered_tx, entered) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(hold_forever(entered_tx));
+        entered.await.expect("the task entered");
+        agent::assert_busy_by(&other.lock(), our_pid(), "while the task awaits");
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    });
+    assert_eq!(other.lock(), Reply::Held, "released by the cancellation");
+}
+
+/// A panic in an async body releases the lock (the task dies, the hold
+/// with it), and the thread that polled it is no holder afterwards.
+#[test]
+fn a_panicking_async_body_releases() {
+    let mut other = Agent::start("process-async-panic", None);
+    let runtime = current_thread();
+    let joined = runtime.block_on(runtime.spawn(explode_async()));
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(other.lock(), Reply::Held, "released by the panic");
+    other.unlock();
+    let caught = std::panic::catch_unwind(|| runtime.block_on(explode_async()));
+    assert!(caught.is_err());
+    assert_eq!(other.lock(), Reply::Held, "released when block_on unwound");
+}
+
 // ------------------------------------------------------------------- fork
 
 /// What a forked child found, as its exit status: tens for a try inside
@@ -1091,6 +1192,9 @@ fn forked_try() -> Result<(), lockattr::Error> {
 /// waited for both children and let the test probe the lock.
 #[exclusive("process-fork")]
 fn hold_and_fork() -> Result<Option<i32>, lockattr::Error> {
+    // Re-enter once before forking, so the forked children find this call
+    // site's remembered slot (the parent's) and must not use it.
+    forked_try().expect("the parent re-enters");
     for try_inside in [false, true] {
         std::io::stdout().flush().expect("flush before fork");
         // SAFETY: the forked child only calls into lockattr and `_exit`s;
