@@ -177,9 +177,6 @@ fn a_socket_in_its_place_is_an_error() {
 /// ... and of kind `NotRegularFile`, as `ErrorKind::NotRegularFile`
 /// documents for sockets, with a message that says what is there.
 #[test]
-#[ignore = "bug: a socket at the lock path is ErrorKind::Io \"No such device or address\" \
-            (open gives ENXIO, which file.rs open_failure does not map), though \
-            ErrorKind::NotRegularFile's docs list sockets"]
 fn a_socket_in_its_place_is_not_a_regular_file() {
     let dir = TempDir::new("socket-kind");
     let lock = dir.lock("socket");

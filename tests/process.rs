@@ -551,9 +551,6 @@ fn churn_role() {
 /// that was released meanwhile shifts the list and the holder's line can be
 /// skipped. Busy must then still name the holder.
 #[test]
-#[ignore = "bug: lockattr/src/file.rs holder() reads /proc/locks with read_to_string (32-byte \
-            first read); when other flocks change between reads the holder's line is skipped \
-            and busy says the pid is not listed"]
 fn the_holder_is_named_while_other_locks_change() {
     let dir = TempDir::new("churn");
     let name = common::unique_name("named");

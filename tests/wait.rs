@@ -977,11 +977,6 @@ impl Drop for RemoveIfNotAFile {
 /// Here it appears while a thread already waits: another thread's try and
 /// the waiter's own timeout must still end (busy or an error) on time.
 #[test]
-#[ignore = "bug: while a kernel wait runs, Slot::step and State::holder call holder_by_path \
-            (lockattr/src/registry.rs), which opens the lock file with std File::open: \
-            blocking, following symlinks, any file type. A FIFO put in its place makes that \
-            open block forever, with the slot's mutex held: every thread of the process that \
-            touches the lock hangs (here a try-once and the waiter's 3 s timeout)"]
 fn a_fifo_in_place_of_the_file_during_a_wait_hangs_nobody() {
     let name = "waittest-fifo";
     let _clean = RemoveIfNotAFile::new(path_of(name));
@@ -1255,10 +1250,6 @@ fn threads_take_turns_behind_one_flock_request() {
 /// The same, stricter: while the threads wait, the process opens the lock
 /// file once (its one descriptor) and never has a second descriptor on it.
 #[test]
-#[ignore = "bug: Slot::step (lockattr/src/registry.rs) evaluates holder_by_path(&self.path) \
-            for every caller that joins a running kernel wait, even when it is going to wait: \
-            each such thread opens the lock file again (std File::open) and reads /proc/locks; \
-            here 4 opens instead of 1, and a second descriptor on the file at times"]
 fn waiting_threads_open_the_lock_file_once() {
     let seen = wait_in_turn("waittest-one-open", take_turn_opening_once);
     assert!(

@@ -4,7 +4,8 @@
 use crate::error::{Error, ErrorKind, Holder};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags, Stat};
 use rustix::io::Errno;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ffi::CStr;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// The mode a lock file is created with: readable by every user, which is
@@ -41,6 +42,8 @@ impl Identity {
 pub(crate) struct Ctx<'a> {
     pub(crate) label: &'a str,
     pub(crate) path: &'a Path,
+    /// `path` as the system calls take it, made once per lock file.
+    pub(crate) c_path: &'a CStr,
 }
 
 impl Ctx<'_> {
@@ -63,13 +66,13 @@ pub(crate) fn open(ctx: Ctx<'_>) -> Result<(OwnedFd, Identity), Error> {
         // Read-only and without O_CREAT: under fs.protected_regular, O_CREAT
         // or write access on another user's file in a sticky directory is
         // EACCES, even for root. flock(2) needs only a read-only descriptor.
-        match retry(|| rustix::fs::open(ctx.path, flags, Mode::empty())) {
+        match retry(|| rustix::fs::open(ctx.c_path, flags, Mode::empty())) {
             Ok(fd) => return checked(ctx, fd, "open"),
             Err(Errno::NOENT) => {}
             Err(errno) => return Err(open_failure(ctx, errno)),
         }
         let create = flags | OFlags::CREATE | OFlags::EXCL;
-        match retry(|| rustix::fs::open(ctx.path, create, Mode::from_raw_mode(FILE_MODE))) {
+        match retry(|| rustix::fs::open(ctx.c_path, create, Mode::from_raw_mode(FILE_MODE))) {
             Ok(fd) => {
                 // The umask narrowed the creation mode; the descriptor's owner
                 // may set it back, so every other user can open it read-only.
@@ -124,6 +127,10 @@ fn open_failure(ctx: Ctx<'_>, errno: Errno) -> Error {
     match errno {
         // O_NOFOLLOW on a symlink (dangling or not) is ELOOP.
         Errno::LOOP => not_regular(ctx, "a symbolic link"),
+        // Opening a Unix socket is ENXIO.
+        Errno::NXIO if identity_of(ctx.c_path).is_some_and(|(_, ty)| ty == FileType::Socket) => {
+            not_regular(ctx, "a socket")
+        }
         Errno::ACCESS | Errno::PERM => {
             let hint = rustix::fs::lstat(ctx.path).ok().map(|st| {
                 let mode = st.st_mode & 0o7777;
@@ -202,35 +209,61 @@ pub(crate) fn unlock(fd: BorrowedFd<'_>) {
 /// replaced it meanwhile would otherwise leave us locking an orphan inode
 /// while the next caller locks the new file.
 pub(crate) fn still_named(ctx: Ctx<'_>, identity: Identity) -> Result<bool, Error> {
-    match retry(|| rustix::fs::lstat(ctx.path)) {
+    match retry(|| rustix::fs::lstat(ctx.c_path)) {
         Ok(st) => Ok(Identity::of(&st) == identity),
         Err(Errno::NOENT) => Ok(false),
         Err(errno) => Err(ctx.os("check", errno, None)),
     }
 }
 
-/// Who holds a flock on this file, from `/proc/locks`.
-pub(crate) fn holder(fd: &impl AsFd) -> Holder {
-    let Ok(st) = rustix::fs::fstat(fd) else {
-        return Holder::Unknown;
-    };
-    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-        return Holder::Unknown;
-    };
+/// What the path names now, without opening it (a FIFO there must not
+/// block us, and a look-up must not add a descriptor on the lock file).
+pub(crate) fn identity_of(c_path: &CStr) -> Option<(Identity, FileType)> {
+    let st = retry(|| rustix::fs::lstat(c_path)).ok()?;
+    Some((Identity::of(&st), FileType::from_raw_mode(st.st_mode)))
+}
+
+/// Who holds a flock on the file with this identity, from `/proc/locks`.
+pub(crate) fn holder(identity: Identity) -> Holder {
     let key = format!(
         "{:02x}:{:02x}:{}",
-        rustix::fs::major(st.st_dev as _),
-        rustix::fs::minor(st.st_dev as _),
-        st.st_ino
+        rustix::fs::major(identity.dev as _),
+        rustix::fs::minor(identity.dev as _),
+        identity.ino
     );
-    match find_flock_holder(&locks, &key) {
-        Some(pid) => {
+    // The kernel builds /proc/locks a piece per read and resumes by position,
+    // so a lock released between two reads can shift the listing and hide
+    // the holder's line: read in large pieces, and look twice.
+    for _ in 0..3 {
+        let Some(locks) = read_proc_locks() else {
+            return Holder::Unknown;
+        };
+        if let Some(pid) = find_flock_holder(&locks, &key) {
             let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .ok()
                 .map(|comm| comm.trim_end().to_owned());
-            Holder::Process { pid, command }
+            return Holder::Process { pid, command };
         }
-        None => Holder::Unknown,
+    }
+    Holder::Unknown
+}
+
+fn read_proc_locks() -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/locks").ok()?;
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    loop {
+        let len = bytes.len();
+        bytes.resize(len + 64 * 1024, 0);
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => {
+                bytes.truncate(len);
+                return String::from_utf8(bytes).ok();
+            }
+            Ok(n) => bytes.truncate(len + n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(_) => return None,
+        }
     }
 }
 

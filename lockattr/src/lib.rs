@@ -103,7 +103,6 @@ use place::Place;
 use registry::Slot;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use wait::Wait;
 
@@ -192,20 +191,26 @@ impl Lock {
     /// Takes the lock for this thread, or for the `#[exclusive]` task being
     /// polled, waiting as the lock says.
     pub fn acquire(&self) -> Result<Guard, Error> {
-        let slot = registry::slot(&self.path()?);
-        let hold = self.take(slot, HolderId::current())?;
+        let hold = self.take(self.slot()?, HolderId::current())?;
         Ok(Guard {
             hold,
             _thread: PhantomData,
         })
     }
 
-    fn take(&self, slot: Arc<Slot>, holder: HolderId) -> Result<Hold, Error> {
-        let label = self.place.label();
-        if let Some(refusal) = place::url_refusal(label, slot.path()) {
+    /// The registry's slot for this lock's file, unless the configuration
+    /// forbids local locks.
+    fn slot(&self) -> Result<&'static Slot, Error> {
+        let path = self.path()?;
+        if let Some(refusal) = place::url_refusal(self.place.label(), &path) {
             return Err(refusal);
         }
-        wait::acquire_blocking(&slot, label, self.mode, self.wait, holder)?;
+        Ok(registry::slot(&path))
+    }
+
+    fn take(&self, slot: &'static Slot, holder: HolderId) -> Result<Hold, Error> {
+        let label = self.place.label();
+        wait::acquire_blocking(slot, label, self.mode, self.wait, holder)?;
         Ok(Hold { slot, holder })
     }
 }
@@ -255,7 +260,7 @@ impl std::fmt::Debug for Guard {
 #[must_use = "the lock is released when the guard drops"]
 #[doc(hidden)]
 pub struct Hold {
-    slot: Arc<Slot>,
+    slot: &'static Slot,
     holder: HolderId,
 }
 
@@ -277,18 +282,20 @@ pub mod __private {
         fail, not_a_future,
     };
     use crate::place::Place;
-    use crate::registry::{self, Slot};
+    use crate::registry::Slot;
     use crate::wait::{AcquireAsync, Wait};
     use crate::{Error, Lock};
     use std::future::Future;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
     /// One call site's memory of its lock's slot, so that later calls skip
     /// resolving the path and looking it up. The place is remembered too:
     /// in a generic function one call site can name a different lock per
     /// type (`#[exclusive(T::NAME)]`), and then only the first is cached.
+    /// Only a slot that passed `Lock::slot`'s checks is cached, and what
+    /// they read is fixed for the process.
     pub struct Site {
-        cached: OnceLock<(Place, Arc<Slot>)>,
+        cached: OnceLock<(Place, &'static Slot)>,
     }
 
     impl Site {
@@ -299,15 +306,13 @@ pub mod __private {
             }
         }
 
-        fn slot(&self, lock: &Lock) -> Result<Arc<Slot>, Error> {
+        fn slot(&self, lock: &Lock) -> Result<&'static Slot, Error> {
             match self.cached.get() {
                 // After fork() the remembered slot is the parent's.
-                Some((place, slot)) if *place == lock.place && !slot.inherited() => {
-                    Ok(Arc::clone(slot))
-                }
+                Some(&(place, slot)) if place == lock.place && !slot.inherited() => Ok(slot),
                 _ => {
-                    let slot = registry::slot(&lock.path()?);
-                    let _ = self.cached.set((lock.place, Arc::clone(&slot)));
+                    let slot = lock.slot()?;
+                    let _ = self.cached.set((lock.place, slot));
                     Ok(slot)
                 }
             }
@@ -325,9 +330,6 @@ pub mod __private {
         let holder = HolderId::for_task();
         let slot = site.slot(lock)?;
         let label = lock.place.label();
-        if let Some(refusal) = crate::place::url_refusal(label, slot.path()) {
-            return Err(refusal);
-        }
         let limit = match lock.wait {
             Wait::No => None,
             Wait::Forever => None,
@@ -336,7 +338,7 @@ pub mod __private {
         if lock.wait == Wait::No {
             slot.try_now(label, lock.mode, holder)?;
         } else {
-            AcquireAsync::new(Arc::clone(&slot), label, lock.mode, limit, holder).await?;
+            AcquireAsync::new(slot, label, lock.mode, limit, holder).await?;
         }
         Ok(Hold { slot, holder })
     }

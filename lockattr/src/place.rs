@@ -48,16 +48,16 @@ impl Place {
 }
 
 fn absolute<'p>(label: &str, path: &'p Path, option: &str) -> Result<&'p Path, Error> {
-    if path.is_absolute() {
-        Ok(path)
+    let problem = if !path.is_absolute() {
+        "is relative; give an absolute path so every caller, whatever its working directory, \
+         reaches the same file"
+    } else if path.as_os_str().as_encoded_bytes().contains(&0) {
+        "contains a NUL byte, which no file name can"
     } else {
-        let text = format!(
-            "the {option} {} is relative; give an absolute path so every caller, whatever its \
-             working directory, reaches the same file",
-            path.display()
-        );
-        Err(Error::other(ErrorKind::Config, label, path, text))
-    }
+        return Ok(path);
+    };
+    let text = format!("the {option} {} {problem}", path.display());
+    Err(Error::other(ErrorKind::Config, label, path, text))
 }
 
 /// The default directory, decided once per process: `$LOCKATTR_DIR` if set

@@ -5,15 +5,26 @@
 //! pid), and it would sit twice on every lock and unlock. Instead the pid
 //! lives in a page mapped with `MADV_WIPEONFORK`: the kernel hands a forked
 //! child that page zero-filled, so a zero means "forked since the pid was
-//! stored" and the child stores its own.
+//! stored" and the child stores its own. Mapping the page costs more than
+//! a whole first lock, so a process asks getpid(2) for its first few locks
+//! and maps the page only once it is clearly locking repeatedly.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// How many times to ask getpid(2) before mapping the page.
+const ASK_FIRST: u32 = 16;
+
 /// This process's pid.
 pub(crate) fn pid() -> u32 {
     static PAGE: OnceLock<Option<&'static AtomicU32>> = OnceLock::new();
-    let Some(cell) = PAGE.get_or_init(map_wipe_on_fork_page) else {
+    static ASKED: AtomicU32 = AtomicU32::new(0);
+    let page = match PAGE.get() {
+        Some(page) => page,
+        None if ASKED.fetch_add(1, Ordering::Relaxed) < ASK_FIRST => return getpid(),
+        None => PAGE.get_or_init(map_wipe_on_fork_page),
+    };
+    let Some(cell) = page else {
         return getpid(); // no MADV_WIPEONFORK (Linux < 4.14): ask every time
     };
     match cell.load(Ordering::Relaxed) {

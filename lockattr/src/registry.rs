@@ -14,19 +14,25 @@ use crate::file::{self, Ctx, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
 use rustix::io::Errno;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
+/// One lock file of this process. Slots live as long as the process (a
+/// path and a few words per distinct lock file), so holds and call sites
+/// refer to them without counting references.
 pub(crate) struct Slot {
     /// The process that made the slot. After fork(2) the child inherits the
     /// slot, its descriptor and its holders; they are the parent's, so the
     /// child never locks, unlocks or re-enters through them.
     pid: u32,
     path: PathBuf,
+    c_path: CString,
     /// Whether the descriptor stays open between holds. Only the first
     /// [`KEPT_OPEN`] slots of a process keep theirs, so a process that
     /// locks many distinct names does not run out of descriptors.
@@ -39,8 +45,8 @@ pub(crate) struct Slot {
 #[derive(Default)]
 struct State {
     /// The descriptor, kept open between holds. `None` before the first
-    /// hold, after the file was found replaced, and while the waiting thread
-    /// has it.
+    /// hold, after the file was found replaced, and while a thread blocks
+    /// in flock(2) with it.
     file: Option<(OwnedFd, Identity)>,
     /// The flock we hold on `file`, if any.
     kernel: Option<LockMode>,
@@ -58,10 +64,24 @@ struct State {
     wakers: Vec<Waker>,
 }
 
+/// What a caller does when the kernel says busy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnBusy {
+    /// Report busy.
+    Fail,
+    /// Wait in the slot; a helper thread blocks in the kernel.
+    Wait,
+    /// Block in the kernel on this very thread (a sync wait without a
+    /// deadline: the cheapest hand-off, one wake-up).
+    Block,
+}
+
 /// What one look at the slot found.
 pub(crate) enum Step {
     Held,
     Wait,
+    /// Block in flock(2) on this descriptor, then look again.
+    Block((OwnedFd, Identity)),
 }
 
 impl Slot {
@@ -83,50 +103,63 @@ impl Slot {
         Ctx {
             label,
             path: &self.path,
+            c_path: &self.c_path,
         }
     }
 
     /// Takes the lock for `holder` now, or reports it busy.
     pub(crate) fn try_now(
-        self: &Arc<Self>,
+        &'static self,
         label: &'static str,
         mode: LockMode,
         holder: HolderId,
     ) -> Result<(), Error> {
         let mut st = self.state();
-        self.step(&mut st, label, mode, holder, false).map(drop)
+        match self.step(&mut st, label, mode, holder, OnBusy::Fail) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                drop(st);
+                Err(self.name_holder(err))
+            }
+        }
     }
 
     /// Blocks the calling thread until `holder` has the lock, or `deadline`
-    /// passes (busy). `notice` runs once, with the holder, if the wait is
-    /// still on at `notice_at`. The caller must be counted in with
+    /// passes (busy). The caller must be counted in with
     /// [`Slot::set_waiting`].
     pub(crate) fn wait_blocking(
-        self: &Arc<Self>,
+        &'static self,
         label: &'static str,
         mode: LockMode,
         holder: HolderId,
         deadline: Option<Instant>,
-        mut notice_at: Option<Instant>,
-        notice: impl Fn(&Holder),
     ) -> Result<(), Error> {
+        let on_busy = if deadline.is_some() {
+            OnBusy::Wait
+        } else {
+            OnBusy::Block
+        };
         let mut st = self.state();
         loop {
             // Step and sleep under one mutex guard, so no wake-up is lost.
-            if let Step::Held = self.step(&mut st, label, mode, holder, true)? {
-                return Ok(());
+            match self.step(&mut st, label, mode, holder, on_busy)? {
+                Step::Held => return Ok(()),
+                Step::Block(file) => {
+                    drop(st);
+                    self.kernel_wait(mode, file);
+                    st = self.state();
+                    continue;
+                }
+                Step::Wait => {}
             }
             let now = Instant::now();
-            if deadline.is_some_and(|deadline| now >= deadline) {
-                return Err(Error::busy(label, &self.path, st.holder(&self.path)));
-            }
-            if notice_at.is_some_and(|at| now >= at) {
-                notice(&st.holder(&self.path));
-                notice_at = None;
-            }
-            st = match [deadline, notice_at].into_iter().flatten().min() {
-                Some(until) => {
-                    let woken = self.changed.wait_timeout(st, until - now);
+            st = match deadline {
+                Some(deadline) if now >= deadline => {
+                    drop(st);
+                    return Err(self.busy(label));
+                }
+                Some(deadline) => {
+                    let woken = self.changed.wait_timeout(st, deadline - now);
                     woken.unwrap_or_else(PoisonError::into_inner).0
                 }
                 None => self
@@ -141,14 +174,14 @@ impl Slot {
     /// woken when the slot changes. The caller must be counted in with
     /// [`Slot::set_waiting`].
     pub(crate) fn poll_wait(
-        self: &Arc<Self>,
+        &'static self,
         label: &'static str,
         mode: LockMode,
         holder: HolderId,
         waker: &Waker,
     ) -> Result<Step, Error> {
         let mut st = self.state();
-        let step = self.step(&mut st, label, mode, holder, true)?;
+        let step = self.step(&mut st, label, mode, holder, OnBusy::Wait)?;
         if let Step::Wait = step
             && !st.wakers.iter().any(|w| w.will_wake(waker))
         {
@@ -159,25 +192,50 @@ impl Slot {
 
     /// The busy error for a wait that ran out of time.
     pub(crate) fn busy(&self, label: &str) -> Error {
-        let st = self.state();
-        Error::busy(label, &self.path, st.holder(&self.path))
+        Error::busy(label, &self.path, self.holder_now())
     }
 
-    /// The holder to name while waiting.
+    /// Who holds the lock, for messages. Reading `/proc/locks` can take
+    /// milliseconds, so never under the slot's mutex.
     pub(crate) fn holder_now(&self) -> Holder {
-        self.state().holder(&self.path)
+        let (in_process, identity) = {
+            let st = self.state();
+            (
+                !st.holders.is_empty(),
+                st.file.as_ref().map(|(_, identity)| *identity),
+            )
+        };
+        if in_process {
+            return Holder::ThisProcess {
+                pid: process::pid(),
+            };
+        }
+        match identity.or_else(|| file::identity_of(&self.c_path).map(|(identity, _)| identity)) {
+            Some(identity) => file::holder(identity),
+            None => Holder::Unknown,
+        }
     }
 
-    /// Takes the lock for `holder` if it can be had now. Busy is an error
-    /// when `may_wait` is false; otherwise the caller is told to wait, and a
-    /// kernel wait is started if the kernel is what it waits for.
+    /// A busy error from `step` names no holder yet: look it up now, out of
+    /// the mutex.
+    fn name_holder(&self, err: Error) -> Error {
+        if err.holder() == Some(&Holder::Unknown) {
+            Error::busy(err.lock_name(), &self.path, self.holder_now())
+        } else {
+            err
+        }
+    }
+
+    /// Takes the lock for `holder` if it can be had now; otherwise does
+    /// what `on_busy` says. A busy error names the holder only when it is
+    /// in this process (see `name_holder`).
     fn step(
-        self: &Arc<Self>,
+        &'static self,
         st: &mut State,
         label: &'static str,
         mode: LockMode,
         holder: HolderId,
-        may_wait: bool,
+        on_busy: OnBusy,
     ) -> Result<Step, Error> {
         let ctx = self.ctx(label);
         let upgrading = st.mode == Some(LockMode::Shared) && mode == LockMode::Exclusive;
@@ -193,30 +251,21 @@ impl Slot {
                 st.holders.push((holder, 1));
                 return Ok(Step::Held);
             }
-            if may_wait
-                && st
-                    .holders
-                    .iter()
-                    .any(|(id, _)| *id == HolderId::this_thread())
-            {
+            let this_thread = HolderId::this_thread();
+            if on_busy != OnBusy::Fail && st.holders.iter().any(|(id, _)| *id == this_thread) {
                 // This thread holds it in sync code and is now, beneath that
                 // hold, waiting as another holder (an async fn driven by
                 // `block_on`): the hold cannot end while we wait.
                 return Err(self_deadlock(ctx));
             }
-            return busy_or_wait(
-                ctx,
-                may_wait,
-                Holder::ThisProcess {
-                    pid: process::pid(),
-                },
-            );
+            let pid = process::pid();
+            return busy_or_wait(ctx, on_busy, Holder::ThisProcess { pid });
         }
         if let Some((action, errno)) = st.kernel_failure.take() {
             return Err(Error::os(label, &self.path, action, errno, None));
         }
         if st.kernel_wait {
-            return busy_or_wait(ctx, may_wait, holder_by_path(&self.path));
+            return busy_or_wait(ctx, on_busy, Holder::Unknown);
         }
         loop {
             if st.kernel.is_none() {
@@ -224,11 +273,16 @@ impl Slot {
                 let locked = file::flock(fd.as_fd(), mode, false);
                 match locked.map_err(|errno| Error::os(label, &self.path, "lock", errno, None))? {
                     Try::Locked => st.kernel = Some(mode),
-                    Try::Busy if may_wait => {
-                        let file = st.file.take();
-                        return self.start_kernel_wait(st, label, mode, file);
+                    Try::Busy => {
+                        return match on_busy {
+                            OnBusy::Fail => Err(Error::busy(label, &self.path, Holder::Unknown)),
+                            OnBusy::Wait => self.start_kernel_wait(st, label, mode),
+                            OnBusy::Block => {
+                                st.kernel_wait = true;
+                                Ok(Step::Block(st.file.take().expect("opened above")))
+                            }
+                        };
                     }
-                    Try::Busy => return Err(Error::busy(label, &self.path, file::holder(fd))),
                 }
             }
             // A waiting thread may have parked a stronger lock than we need.
@@ -261,7 +315,7 @@ impl Slot {
             st.file = None;
         }
         if st.waiters > 0 {
-            st.notify(self);
+            self.notify(st);
         }
     }
 
@@ -276,27 +330,27 @@ impl Slot {
         }
     }
 
-    /// Why waiting needs a thread: flock(2) blocks in the kernel and only a
-    /// signal could interrupt it, and lockattr sends none. So one thread per
-    /// busy lock file blocks in `flock(LOCK_EX)` on the slot's own descriptor
-    /// (no second open file), and every waiter of the process — sync threads
-    /// on the condvar, async tasks by waker — waits in the slot, each with
-    /// its own deadline. When the kernel grants the lock, the thread parks
-    /// it in the slot and wakes them; the first compatible waiter takes it.
-    /// If every waiter gave up meanwhile, the thread unlocks at once and
-    /// ends: a timed-out or cancelled wait leaves at most this one thread and
-    /// no descriptor behind, and only until the holder lets go.
+    /// Why waiting may need a thread: flock(2) blocks in the kernel and only
+    /// a signal could interrupt it, and lockattr sends none. A sync wait
+    /// without a deadline simply blocks in flock(2) itself. Every other
+    /// wait (with a deadline, or async) waits in the slot — threads on the
+    /// condvar, tasks by waker — while one thread per busy lock file blocks
+    /// in flock(2) on the slot's own descriptor (no second open file). When
+    /// the kernel grants the lock, that thread parks it in the slot and
+    /// wakes the waiters; the first compatible one takes it. If every waiter
+    /// gave up meanwhile, the thread unlocks at once and ends: a timed-out
+    /// or cancelled wait leaves at most this one thread and no descriptor
+    /// behind, and only until the holder lets go.
     fn start_kernel_wait(
-        self: &Arc<Self>,
+        &'static self,
         st: &mut State,
         label: &'static str,
         mode: LockMode,
-        file: Option<(OwnedFd, Identity)>,
     ) -> Result<Step, Error> {
-        let slot = Arc::clone(self);
+        let file = st.file.take().expect("opened before locking");
         let spawned = std::thread::Builder::new()
             .name("lockattr-wait".into())
-            .spawn(move || slot.kernel_wait(label, mode, file));
+            .spawn(move || self.kernel_wait(mode, file));
         match spawned {
             Ok(_) => {
                 st.kernel_wait = true;
@@ -309,44 +363,29 @@ impl Slot {
         }
     }
 
-    fn kernel_wait(
-        &self,
-        label: &'static str,
-        mode: LockMode,
-        mut file: Option<(OwnedFd, Identity)>,
-    ) {
-        let ctx = self.ctx(label);
-        loop {
-            let Some((fd, identity)) = file.take() else {
-                return;
-            };
-            let locked = file::flock(fd.as_fd(), mode, true);
-            let mut st = self.state();
-            match locked {
-                Ok(Try::Locked) if matches!(file::still_named(ctx, identity), Ok(true)) => {
-                    st.file = Some((fd, identity));
-                    st.kernel = Some(mode);
-                }
-                Ok(Try::Locked) if st.waiters > 0 => {
-                    // Replaced while we waited: close it (which unlocks it)
-                    // and wait on the file the path names now.
-                    drop(fd);
-                    // If it cannot be opened, the waiters meet the error themselves.
-                    if let Ok(new) = file::open(ctx) {
-                        file = Some(new);
-                        continue;
-                    }
-                }
-                Ok(_) => drop(fd),
-                Err(errno) => {
-                    st.file = Some((fd, identity));
-                    st.kernel_failure = Some(("lock", errno));
-                }
-            }
-            st.kernel_wait = false;
-            st.unpark_if_unwanted();
-            st.notify(self);
-            return;
+    /// Blocks in flock(2), then parks what the kernel granted in the slot.
+    /// Whoever takes it checks that the path still names the file.
+    fn kernel_wait(&self, mode: LockMode, file: (OwnedFd, Identity)) {
+        let locked = file::flock(file.0.as_fd(), mode, true);
+        let mut st = self.state();
+        st.file = Some(file);
+        match locked {
+            Ok(Try::Locked) => st.kernel = Some(mode),
+            Ok(Try::Busy) => {} // not from a blocking flock; the waiters try again
+            Err(errno) => st.kernel_failure = Some(("lock", errno)),
+        }
+        st.kernel_wait = false;
+        st.unpark_if_unwanted();
+        self.notify(st);
+    }
+
+    /// Wakes every waiter, after letting go of the mutex they will take.
+    fn notify(&self, mut st: MutexGuard<'_, State>) {
+        let wakers = std::mem::take(&mut st.wakers);
+        drop(st);
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
         }
     }
 }
@@ -387,40 +426,12 @@ impl State {
             self.kernel_failure = None;
         }
     }
-
-    /// Who holds the lock, for messages.
-    fn holder(&self, path: &Path) -> Holder {
-        match (&self.holders[..], &self.file) {
-            ([_, ..], _) => Holder::ThisProcess {
-                pid: process::pid(),
-            },
-            (_, Some((fd, _))) => file::holder(fd),
-            (_, None) => holder_by_path(path),
-        }
-    }
-
-    fn notify(&mut self, slot: &Slot) {
-        slot.changed.notify_all();
-        for waker in self.wakers.drain(..) {
-            waker.wake();
-        }
-    }
 }
 
-/// The holder of the file at `path`, when our own descriptor is not at hand
-/// (the waiting thread has it).
-fn holder_by_path(path: &Path) -> Holder {
-    match std::fs::File::open(path) {
-        Ok(f) => file::holder(&f),
-        Err(_) => Holder::Unknown,
-    }
-}
-
-fn busy_or_wait(ctx: Ctx<'_>, may_wait: bool, holder: Holder) -> Result<Step, Error> {
-    if may_wait {
-        Ok(Step::Wait)
-    } else {
-        Err(Error::busy(ctx.label, ctx.path, holder))
+fn busy_or_wait(ctx: Ctx<'_>, on_busy: OnBusy, holder: Holder) -> Result<Step, Error> {
+    match on_busy {
+        OnBusy::Fail => Err(Error::busy(ctx.label, ctx.path, holder)),
+        OnBusy::Wait | OnBusy::Block => Ok(Step::Wait),
     }
 }
 
@@ -440,10 +451,12 @@ fn self_deadlock(ctx: Ctx<'_>) -> Error {
     Error::other(ErrorKind::WouldDeadlock, ctx.label, ctx.path, text)
 }
 
-/// The registry proper: the slots of this process, by lock file path.
+/// The registry proper: the slots of this process, by lock file path. A
+/// B-tree rather than a hash map: no per-process random seed to fetch on
+/// the first lock, and a process has few lock files.
 struct Registry {
     pid: u32,
-    slots: HashMap<PathBuf, Arc<Slot>>,
+    slots: BTreeMap<PathBuf, &'static Slot>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -452,7 +465,7 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 const KEPT_OPEN: usize = 64;
 
 /// The slot for `path`, made on first use.
-pub(crate) fn slot(path: &Path) -> Arc<Slot> {
+pub(crate) fn slot(path: &Path) -> &'static Slot {
     let pid = process::pid();
     let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     let registry = match &mut *registry {
@@ -463,21 +476,24 @@ pub(crate) fn slot(path: &Path) -> Arc<Slot> {
             }
             other.insert(Registry {
                 pid,
-                slots: HashMap::new(),
+                slots: BTreeMap::new(),
             })
         }
     };
     if let Some(slot) = registry.slots.get(path) {
-        return Arc::clone(slot);
+        return slot;
     }
-    let slot = Arc::new(Slot {
+    let slot: &'static Slot = Box::leak(Box::new(Slot {
         pid,
         path: path.to_owned(),
+        // A path from `Place::resolve` has no NUL: names and the macro's
+        // options refuse it, and so does `Lock::dir` at resolve time.
+        c_path: CString::new(path.as_os_str().as_bytes()).unwrap_or_default(),
         keep_open: registry.slots.len() < KEPT_OPEN,
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
-    });
-    registry.slots.insert(path.to_owned(), Arc::clone(&slot));
+    }));
+    registry.slots.insert(path.to_owned(), slot);
     slot
 }
 

@@ -5,15 +5,16 @@
 //! notice, and the one timer thread that wakes async waiters on time without
 //! an async runtime.
 
-use crate::error::{Error, Holder};
+use crate::error::Error;
 use crate::file::LockMode;
 use crate::holder::HolderId;
 use crate::registry::{Slot, Step};
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 /// How long a wait goes on before it says so on stderr, as Cargo's
@@ -28,25 +29,71 @@ pub(crate) enum Wait {
     For(Duration),
 }
 
-/// Counts a waiter in its slot for as long as it lives.
-struct Waiting<'a>(&'a Slot);
+/// Counts a waiter in its slot for as long as it lives, and has the timer
+/// print the "still waiting" notice if the wait lasts.
+struct Waiting {
+    slot: &'static Slot,
+    notice: Arc<Notice>,
+}
 
-impl<'a> Waiting<'a> {
-    fn new(slot: &'a Slot) -> Waiting<'a> {
+impl Waiting {
+    fn new(slot: &'static Slot, label: &'static str, limit: Option<Duration>) -> Waiting {
         slot.set_waiting(true);
-        Waiting(slot)
+        let start = Instant::now();
+        let notice = Arc::new(Notice {
+            slot,
+            label,
+            limit,
+            done: AtomicBool::new(false),
+        });
+        // A wait that ends before the notice would be due never schedules it.
+        if limit.is_none_or(|limit| limit > NOTICE_AFTER) {
+            wake_at(start + NOTICE_AFTER, Waker::from(Arc::clone(&notice)));
+        }
+        Waiting { slot, notice }
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.set_waiting(false);
+        self.notice.done.store(true, Ordering::Relaxed);
+        // Also when cancelled: withdraw, so a lock the kernel grants later is
+        // let go at once instead of being kept for nobody.
+        self.slot.set_waiting(false);
+    }
+}
+
+/// The one line a long wait prints, from the timer thread, so that a thread
+/// blocked in flock(2) needs nobody to wake it for that.
+struct Notice {
+    slot: &'static Slot,
+    label: &'static str,
+    limit: Option<Duration>,
+    done: AtomicBool,
+}
+
+impl Wake for Notice {
+    fn wake(self: Arc<Self>) {
+        if self.done.load(Ordering::Relaxed) {
+            return;
+        }
+        let holder = self.slot.holder_now();
+        let (label, path) = (self.label, self.slot.path().display());
+        match self.limit {
+            Some(limit) => eprintln!(
+                "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; will wait up to {}",
+                Human(limit)
+            ),
+            None => eprintln!(
+                "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; waiting until it is free"
+            ),
+        }
     }
 }
 
 /// Takes the lock for `holder`, waiting on this thread as `wait` says.
 pub(crate) fn acquire_blocking(
-    slot: &Arc<Slot>,
+    slot: &'static Slot,
     label: &'static str,
     mode: LockMode,
     wait: Wait,
@@ -57,27 +104,10 @@ pub(crate) fn acquire_blocking(
         Wait::Forever => None,
         Wait::For(limit) => Some(limit),
     };
-    let start = Instant::now();
-    let _waiting = Waiting::new(slot);
+    let _waiting = Waiting::new(slot, label, limit);
     // A limit too long for `Instant` is no limit.
-    let deadline = limit.and_then(|limit| start.checked_add(limit));
-    let notice_at = Some(start + NOTICE_AFTER).filter(|at| deadline.is_none_or(|d| *at < d));
-    slot.wait_blocking(label, mode, holder, deadline, notice_at, |holder| {
-        notice(label, slot, holder, limit)
-    })
-}
-
-fn notice(label: &str, slot: &Slot, holder: &Holder, limit: Option<Duration>) {
-    let path = slot.path().display();
-    match limit {
-        Some(limit) => eprintln!(
-            "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; will wait up to {}",
-            Human(limit)
-        ),
-        None => eprintln!(
-            "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; waiting until it is free"
-        ),
-    }
+    let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
+    slot.wait_blocking(label, mode, holder, deadline)
 }
 
 /// A duration as the attribute spells it: `250ms`, `30s`, `5m`, `1h`.
@@ -100,25 +130,25 @@ impl std::fmt::Display for Human {
 /// The future of an async acquisition. It never blocks the thread that polls
 /// it; dropping it withdraws from the wait.
 pub(crate) struct AcquireAsync {
-    slot: Arc<Slot>,
+    slot: &'static Slot,
     label: &'static str,
     mode: LockMode,
     holder: HolderId,
     limit: Option<Duration>,
-    /// Set on the first poll that has to wait.
+    /// Set on the first poll.
     started: Option<Started>,
 }
 
 struct Started {
+    _waiting: Waiting,
     deadline: Option<Instant>,
-    notice_at: Option<Instant>,
-    /// The instant the timer will wake us at, so it is asked once per instant.
-    timer_at: Option<Instant>,
+    /// Whether the timer will wake us at the deadline.
+    timer_set: bool,
 }
 
 impl AcquireAsync {
     pub(crate) fn new(
-        slot: Arc<Slot>,
+        slot: &'static Slot,
         label: &'static str,
         mode: LockMode,
         limit: Option<Duration>,
@@ -140,57 +170,32 @@ impl Future for AcquireAsync {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let started = this.started.get_or_insert_with(|| {
-            this.slot.set_waiting(true);
-            let start = Instant::now();
-            let deadline = this.limit.and_then(|limit| start.checked_add(limit));
-            let notice_at =
-                Some(start + NOTICE_AFTER).filter(|at| deadline.is_none_or(|d| *at < d));
-            Started {
-                deadline,
-                notice_at,
-                timer_at: None,
-            }
+        let started = this.started.get_or_insert_with(|| Started {
+            _waiting: Waiting::new(this.slot, this.label, this.limit),
+            deadline: this
+                .limit
+                .and_then(|limit| Instant::now().checked_add(limit)),
+            timer_set: false,
         });
-        let step = this
+        let outcome = match this
             .slot
-            .poll_wait(this.label, this.mode, this.holder, cx.waker());
-        let now = Instant::now();
-        let outcome = match step {
+            .poll_wait(this.label, this.mode, this.holder, cx.waker())
+        {
             Ok(Step::Held) => Ok(()),
             Err(err) => Err(err),
-            Ok(Step::Wait) if started.deadline.is_some_and(|d| now >= d) => {
+            Ok(_) if started.deadline.is_some_and(|d| Instant::now() >= d) => {
                 Err(this.slot.busy(this.label))
             }
-            Ok(Step::Wait) => {
-                if started.notice_at.is_some_and(|at| now >= at) {
-                    notice(this.label, &this.slot, &this.slot.holder_now(), this.limit);
-                    started.notice_at = None;
-                }
-                let next = [started.deadline, started.notice_at]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                if let Some(next) = next.filter(|next| started.timer_at != Some(*next)) {
-                    wake_at(next, cx.waker().clone());
-                    started.timer_at = Some(next);
+            Ok(_) => {
+                if let Some(deadline) = started.deadline.filter(|_| !started.timer_set) {
+                    wake_at(deadline, cx.waker().clone());
+                    started.timer_set = true;
                 }
                 return Poll::Pending;
             }
         };
-        this.started = None;
-        this.slot.set_waiting(false);
+        this.started = None; // withdraws from the wait
         Poll::Ready(outcome)
-    }
-}
-
-impl Drop for AcquireAsync {
-    fn drop(&mut self) {
-        if self.started.is_some() {
-            // Cancelled: withdraw, so a lock the kernel grants later is let
-            // go at once instead of being kept for nobody.
-            self.slot.set_waiting(false);
-        }
     }
 }
 
@@ -253,8 +258,17 @@ fn run_timer(timer: &Timer) {
     let mut queue = timer.queue.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
+        let mut due = Vec::new();
         while queue.peek().is_some_and(|alarm| alarm.0 <= now) {
-            queue.pop().expect("peeked").1.wake();
+            due.push(queue.pop().expect("peeked").1);
+        }
+        if !due.is_empty() {
+            // Wake outside the lock: a waker may take locks that a caller of
+            // `wake_at` holds.
+            drop(queue);
+            due.into_iter().for_each(Waker::wake);
+            queue = timer.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            continue;
         }
         queue = match queue.peek() {
             Some(alarm) => {

@@ -117,13 +117,8 @@ pub fn holder_pid(err: &lockattr::Error) -> Option<u32> {
 
 // ------------------------------------------------------------ parent side
 
-// Naming the holder. A busy outcome must name the holder's pid, and never a
-// wrong one. For now one that names no pid ("not listed in /proc/locks") is
-// let through: lockattr reads /proc/locks in pieces and skips the holder's
-// line when other flocks change meanwhile, which these parallel tests make
-// happen (the ignored test `the_holder_is_named_while_other_locks_change` in
-// tests/process.rs shows it). When that test passes, make these strict.
-const HOLDER_MAY_BE_UNNAMED: bool = true;
+// Naming the holder: a busy outcome must name the holder's pid, never a
+// wrong one and never none.
 
 /// Asserts that `reply` is busy, held by `pid`.
 pub fn assert_busy_by(reply: &Reply, pid: u32, context: &str) {
@@ -131,7 +126,6 @@ pub fn assert_busy_by(reply: &Reply, pid: u32, context: &str) {
         Reply::Busy(Some(found)) => {
             assert_eq!(*found, pid, "{context}: busy, but names another holder")
         }
-        Reply::Busy(None) if HOLDER_MAY_BE_UNNAMED => {}
         other => panic!("{context}: expected busy, held by pid {pid}; got {other:?}"),
     }
 }
@@ -148,11 +142,7 @@ pub fn assert_names_pid(message: &str, pid: u32) {
         .split("pid ")
         .skip(1)
         .any(|rest| rest.split(|c: char| !c.is_ascii_digit()).next() == Some(&pid.to_string()));
-    let unnamed = HOLDER_MAY_BE_UNNAMED && message.contains("not listed in /proc/locks");
-    assert!(
-        named || unnamed,
-        "does not name the holder, pid {pid}: {message}"
-    );
+    assert!(named, "does not name the holder, pid {pid}: {message}");
 }
 
 /// What an agent's lock request came to.
