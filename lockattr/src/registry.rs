@@ -14,8 +14,9 @@ use crate::file::{self, Ctx, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
 use rustix::io::Errno;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ struct State {
     kernel_failure: Option<(&'static str, Errno)>,
     /// How many callers are waiting in this slot.
     waiters: usize,
+    /// How many of them sleep on the condvar (a wake-up is a system call).
+    sleepers: usize,
     /// Async waiters to wake when the slot changes.
     wakers: Vec<Waker>,
 }
@@ -153,11 +156,12 @@ impl Slot {
                 Step::Wait => {}
             }
             let now = Instant::now();
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                drop(st);
+                return Err(self.busy(label));
+            }
+            st.sleepers += 1;
             st = match deadline {
-                Some(deadline) if now >= deadline => {
-                    drop(st);
-                    return Err(self.busy(label));
-                }
                 Some(deadline) => {
                     let woken = self.changed.wait_timeout(st, deadline - now);
                     woken.unwrap_or_else(PoisonError::into_inner).0
@@ -167,6 +171,7 @@ impl Slot {
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+            st.sleepers -= 1;
         }
     }
 
@@ -270,17 +275,19 @@ impl Slot {
         loop {
             if st.kernel.is_none() {
                 let (fd, _) = st.open(ctx)?;
+                if on_busy == OnBusy::Block {
+                    // A blocking flock(2) returns at once when the lock is
+                    // free: no need for a non-blocking try first.
+                    st.kernel_wait = true;
+                    return Ok(Step::Block(st.file.take().expect("opened above")));
+                }
                 let locked = file::flock(fd.as_fd(), mode, false);
                 match locked.map_err(|errno| Error::os(label, &self.path, "lock", errno, None))? {
                     Try::Locked => st.kernel = Some(mode),
                     Try::Busy => {
                         return match on_busy {
                             OnBusy::Fail => Err(Error::busy(label, &self.path, Holder::Unknown)),
-                            OnBusy::Wait => self.start_kernel_wait(st, label, mode),
-                            OnBusy::Block => {
-                                st.kernel_wait = true;
-                                Ok(Step::Block(st.file.take().expect("opened above")))
-                            }
+                            OnBusy::Wait | OnBusy::Block => self.start_kernel_wait(st, label, mode),
                         };
                     }
                 }
@@ -382,8 +389,11 @@ impl Slot {
     /// Wakes every waiter, after letting go of the mutex they will take.
     fn notify(&self, mut st: MutexGuard<'_, State>) {
         let wakers = std::mem::take(&mut st.wakers);
+        let sleepers = st.sleepers > 0;
         drop(st);
-        self.changed.notify_all();
+        if sleepers {
+            self.changed.notify_all();
+        }
         for waker in wakers {
             waker.wake();
         }
@@ -451,12 +461,12 @@ fn self_deadlock(ctx: Ctx<'_>) -> Error {
     Error::other(ErrorKind::WouldDeadlock, ctx.label, ctx.path, text)
 }
 
-/// The registry proper: the slots of this process, by lock file path. A
-/// B-tree rather than a hash map: no per-process random seed to fetch on
-/// the first lock, and a process has few lock files.
+/// The registry proper: the slots of this process, by lock file path. The
+/// hasher has fixed keys: the paths are our own, and a random seed would
+/// cost a getrandom(2) on the first lock.
 struct Registry {
     pid: u32,
-    slots: BTreeMap<PathBuf, &'static Slot>,
+    slots: HashMap<PathBuf, &'static Slot, BuildHasherDefault<DefaultHasher>>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -476,7 +486,7 @@ pub(crate) fn slot(path: &Path) -> &'static Slot {
             }
             other.insert(Registry {
                 pid,
-                slots: BTreeMap::new(),
+                slots: HashMap::default(),
             })
         }
     };

@@ -9,10 +9,10 @@ use crate::error::Error;
 use crate::file::LockMode;
 use crate::holder::HolderId;
 use crate::registry::{Slot, Step};
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ pub(crate) enum Wait {
 struct Waiting {
     slot: &'static Slot,
     notice: Arc<Notice>,
+    _alarm: Alarm,
 }
 
 impl Waiting {
@@ -47,10 +48,15 @@ impl Waiting {
             done: AtomicBool::new(false),
         });
         // A wait that ends before the notice would be due never schedules it.
-        if limit.is_none_or(|limit| limit > NOTICE_AFTER) {
-            wake_at(start + NOTICE_AFTER, Waker::from(Arc::clone(&notice)));
+        let alarm = match limit.is_none_or(|limit| limit > NOTICE_AFTER) {
+            true => wake_at(start + NOTICE_AFTER, Waker::from(Arc::clone(&notice))),
+            false => Alarm(None),
+        };
+        Waiting {
+            slot,
+            notice,
+            _alarm: alarm,
         }
-        Waiting { slot, notice }
     }
 }
 
@@ -142,8 +148,8 @@ pub(crate) struct AcquireAsync {
 struct Started {
     _waiting: Waiting,
     deadline: Option<Instant>,
-    /// Whether the timer will wake us at the deadline.
-    timer_set: bool,
+    /// The timer's wake-up at the deadline, once asked for.
+    alarm: Option<Alarm>,
 }
 
 impl AcquireAsync {
@@ -175,7 +181,7 @@ impl Future for AcquireAsync {
             deadline: this
                 .limit
                 .and_then(|limit| Instant::now().checked_add(limit)),
-            timer_set: false,
+            alarm: None,
         });
         let outcome = match this
             .slot
@@ -187,9 +193,8 @@ impl Future for AcquireAsync {
                 Err(this.slot.busy(this.label))
             }
             Ok(_) => {
-                if let Some(deadline) = started.deadline.filter(|_| !started.timer_set) {
-                    wake_at(deadline, cx.waker().clone());
-                    started.timer_set = true;
+                if let Some(deadline) = started.deadline.filter(|_| started.alarm.is_none()) {
+                    started.alarm = Some(wake_at(deadline, cx.waker().clone()));
                 }
                 return Poll::Pending;
             }
@@ -199,86 +204,83 @@ impl Future for AcquireAsync {
     }
 }
 
-/// The timer thread: wakes async waiters at their deadlines, so waiting
-/// needs no async runtime. One thread for the whole process, started by the
-/// first async wait; an entry of a cancelled wait only wakes a waker that
-/// nobody listens to any more.
+/// The timer thread: wakes async waiters at their deadlines and prints the
+/// long-wait notice, so waiting needs no async runtime. One thread for the
+/// whole process, started by the first wait. An alarm is withdrawn when its
+/// wait ends, so waits that end early leave nothing queued.
 struct Timer {
-    queue: Mutex<BinaryHeap<Alarm>>,
+    alarms: Mutex<BTreeMap<(Instant, u64), Waker>>,
     changed: Condvar,
 }
 
-/// A waker due at an instant; the heap pops the earliest first.
-struct Alarm(Instant, Waker);
+/// A queued wake-up; dropping it withdraws it.
+pub(crate) struct Alarm(Option<(Instant, u64)>);
 
-impl PartialEq for Alarm {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-impl Eq for Alarm {}
-impl PartialOrd for Alarm {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Alarm {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other.0.cmp(&self.0)
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let (Some(key), Some(Some(timer))) = (self.0, TIMER.get()) {
+            timer
+                .alarms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        }
     }
 }
 
-fn wake_at(at: Instant, waker: Waker) {
-    static TIMER: OnceLock<Option<Timer>> = OnceLock::new();
+static TIMER: OnceLock<Option<Timer>> = OnceLock::new();
+
+fn wake_at(at: Instant, waker: Waker) -> Alarm {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let timer = TIMER.get_or_init(|| {
         let spawned = std::thread::Builder::new()
             .name("lockattr-timer".into())
             .spawn(|| run_timer(TIMER.wait().as_ref().expect("the timer exists")));
         spawned.ok().map(|_| Timer {
-            queue: Mutex::new(BinaryHeap::new()),
+            alarms: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
         })
     });
-    match timer {
-        Some(timer) => {
-            timer
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Alarm(at, waker));
-            timer.changed.notify_one();
-        }
-        // No timer thread could be started: wake now, so the waiter polls
-        // again (and checks its deadline) rather than hang.
-        None => waker.wake(),
+    let Some(timer) = timer else {
+        // No timer thread could be started: wake now, so an async waiter
+        // polls again (and checks its deadline) rather than hang.
+        waker.wake();
+        return Alarm(None);
+    };
+    let key = (at, NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
+    let earliest = alarms
+        .first_key_value()
+        .is_none_or(|(first, _)| key < *first);
+    alarms.insert(key, waker);
+    drop(alarms);
+    if earliest {
+        timer.changed.notify_one();
     }
+    Alarm(Some(key))
 }
 
 fn run_timer(timer: &Timer) {
-    let mut queue = timer.queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
-        let mut due = Vec::new();
-        while queue.peek().is_some_and(|alarm| alarm.0 <= now) {
-            due.push(queue.pop().expect("peeked").1);
-        }
-        if !due.is_empty() {
+        if let Some(entry) = alarms.first_entry().filter(|entry| entry.key().0 <= now) {
             // Wake outside the lock: a waker may take locks that a caller of
             // `wake_at` holds.
-            drop(queue);
-            due.into_iter().for_each(Waker::wake);
-            queue = timer.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let waker = entry.remove();
+            drop(alarms);
+            waker.wake();
+            alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
             continue;
         }
-        queue = match queue.peek() {
-            Some(alarm) => {
-                let timeout = alarm.0 - now;
-                let woken = timer.changed.wait_timeout(queue, timeout);
+        alarms = match alarms.first_key_value() {
+            Some((&(at, _), _)) => {
+                let woken = timer.changed.wait_timeout(alarms, at - now);
                 woken.unwrap_or_else(PoisonError::into_inner).0
             }
             None => timer
                 .changed
-                .wait(queue)
+                .wait(alarms)
                 .unwrap_or_else(PoisonError::into_inner),
         };
     }
