@@ -209,8 +209,17 @@ impl Future for AcquireAsync {
 /// whole process, started by the first wait. An alarm is withdrawn when its
 /// wait ends, so waits that end early leave nothing queued.
 struct Timer {
-    alarms: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    alarms: Mutex<Alarms>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct Alarms {
+    due: BTreeMap<(Instant, u64), Waker>,
+    /// When the timer thread will look next (`None`: when told). A new
+    /// alarm wakes it only if due earlier: waking it for every wait would
+    /// cost two context switches per wait.
+    looks_at: Option<Instant>,
 }
 
 /// A queued wake-up; dropping it withdraws it.
@@ -223,6 +232,7 @@ impl Drop for Alarm {
                 .alarms
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .due
                 .remove(&key);
         }
     }
@@ -237,7 +247,7 @@ fn wake_at(at: Instant, waker: Waker) -> Alarm {
             .name("lockattr-timer".into())
             .spawn(|| run_timer(TIMER.wait().as_ref().expect("the timer exists")));
         spawned.ok().map(|_| Timer {
-            alarms: Mutex::new(BTreeMap::new()),
+            alarms: Mutex::default(),
             changed: Condvar::new(),
         })
     });
@@ -249,12 +259,13 @@ fn wake_at(at: Instant, waker: Waker) -> Alarm {
     };
     let key = (at, NEXT.fetch_add(1, Ordering::Relaxed));
     let mut alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
-    let earliest = alarms
-        .first_key_value()
-        .is_none_or(|(first, _)| key < *first);
-    alarms.insert(key, waker);
+    alarms.due.insert(key, waker);
+    let wake_timer = alarms.looks_at.is_none_or(|looks_at| at < looks_at);
+    if wake_timer {
+        alarms.looks_at = Some(at);
+    }
     drop(alarms);
-    if earliest {
+    if wake_timer {
         timer.changed.notify_one();
     }
     Alarm(Some(key))
@@ -264,7 +275,11 @@ fn run_timer(timer: &Timer) {
     let mut alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
-        if let Some(entry) = alarms.first_entry().filter(|entry| entry.key().0 <= now) {
+        if let Some(entry) = alarms
+            .due
+            .first_entry()
+            .filter(|entry| entry.key().0 <= now)
+        {
             // Wake outside the lock: a waker may take locks that a caller of
             // `wake_at` holds.
             let waker = entry.remove();
@@ -273,8 +288,9 @@ fn run_timer(timer: &Timer) {
             alarms = timer.alarms.lock().unwrap_or_else(PoisonError::into_inner);
             continue;
         }
-        alarms = match alarms.first_key_value() {
-            Some((&(at, _), _)) => {
+        alarms.looks_at = alarms.due.first_key_value().map(|(&(at, _), _)| at);
+        alarms = match alarms.looks_at {
+            Some(at) => {
                 let woken = timer.changed.wait_timeout(alarms, at - now);
                 woken.unwrap_or_else(PoisonError::into_inner).0
             }
