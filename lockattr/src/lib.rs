@@ -77,8 +77,12 @@
 //! that holds the lock re-enters. In async code the holder is the task: the
 //! outermost `#[exclusive]` future and everything polled inside it (nested
 //! `#[exclusive]` calls, branches of a `join!`) share its hold, while a
-//! spawned task is another holder. A guard from [`Lock::acquire`] belongs to
-//! its thread and is not `Send`. After `fork()` the child is another holder.
+//! spawned task is another holder. A future is part of the task in which it
+//! is first polled. A guard from [`Lock::acquire`] belongs to its thread and
+//! is not `Send`. A sync hold and an `#[exclusive]` async fn driven by
+//! `block_on` beneath it are two holders: it reports busy, and a wait there
+//! is refused ([`ErrorKind::WouldDeadlock`]) rather than hang. After
+//! `fork()` the child is another holder.
 
 #![deny(missing_docs)]
 

@@ -1,9 +1,10 @@
 //! Waiting: `wait` and `wait = "DUR"`, for threads and for async tasks.
 //!
-//! The kernel side (one thread blocked in flock(2) per busy lock file) lives
-//! in the registry; here are the waiters' deadlines, the "still waiting"
-//! notice, and the one timer thread that wakes async waiters on time without
-//! an async runtime.
+//! The kernel side (a thread blocked in flock(2): the waiter itself for an
+//! untimed sync wait, else one helper per busy lock file) lives in the
+//! registry; here are the waiters' deadlines, the "still waiting" notice, and
+//! the one timer thread that wakes async waiters and prints notices on time
+//! without an async runtime.
 
 use crate::error::Error;
 use crate::file::LockMode;
