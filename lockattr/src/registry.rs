@@ -128,7 +128,8 @@ impl Slot {
     }
 
     /// Blocks the calling thread until `holder` has the lock, or `deadline`
-    /// passes (busy). The caller must be counted in with
+    /// passes (busy). `arm` runs before each actual wait (the first time is
+    /// what counts). The caller must be counted in with
     /// [`Slot::set_waiting`].
     pub(crate) fn wait_blocking(
         &'static self,
@@ -136,6 +137,7 @@ impl Slot {
         mode: LockMode,
         holder: HolderId,
         deadline: Option<Instant>,
+        arm: &mut dyn FnMut(),
     ) -> Result<(), Error> {
         let on_busy = if deadline.is_some() {
             OnBusy::Wait
@@ -149,6 +151,7 @@ impl Slot {
                 Step::Held => return Ok(()),
                 Step::Block(file) => {
                     drop(st);
+                    arm();
                     self.kernel_wait(mode, file);
                     st = self.state();
                     continue;
@@ -160,6 +163,7 @@ impl Slot {
                 drop(st);
                 return Err(self.busy(label));
             }
+            arm(); // the timer never takes the slot's mutex while it holds its own
             st.sleepers += 1;
             st = match deadline {
                 Some(deadline) => {
@@ -275,19 +279,17 @@ impl Slot {
         loop {
             if st.kernel.is_none() {
                 let (fd, _) = st.open(ctx)?;
-                if on_busy == OnBusy::Block {
-                    // A blocking flock(2) returns at once when the lock is
-                    // free: no need for a non-blocking try first.
-                    st.kernel_wait = true;
-                    return Ok(Step::Block(st.file.take().expect("opened above")));
-                }
                 let locked = file::flock(fd.as_fd(), mode, false);
                 match locked.map_err(|errno| Error::os(label, &self.path, "lock", errno, None))? {
                     Try::Locked => st.kernel = Some(mode),
                     Try::Busy => {
                         return match on_busy {
                             OnBusy::Fail => Err(Error::busy(label, &self.path, Holder::Unknown)),
-                            OnBusy::Wait | OnBusy::Block => self.start_kernel_wait(st, label, mode),
+                            OnBusy::Wait => self.start_kernel_wait(st, label, mode),
+                            OnBusy::Block => {
+                                st.kernel_wait = true;
+                                Ok(Step::Block(st.file.take().expect("opened above")))
+                            }
                         };
                     }
                 }

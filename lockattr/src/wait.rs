@@ -30,40 +30,54 @@ pub(crate) enum Wait {
     For(Duration),
 }
 
-/// Counts a waiter in its slot for as long as it lives, and has the timer
-/// print the "still waiting" notice if the wait lasts.
+/// Counts a waiter in its slot for as long as it lives, and, once the wait
+/// really has to wait, has the timer print the "still waiting" notice if it
+/// lasts. An uncontended `wait` call never gets that far, so it allocates
+/// nothing and queues no alarm.
 struct Waiting {
     slot: &'static Slot,
-    notice: Arc<Notice>,
-    _alarm: Alarm,
+    label: &'static str,
+    limit: Option<Duration>,
+    start: Instant,
+    notice: Option<(Arc<Notice>, Alarm)>,
 }
 
 impl Waiting {
     fn new(slot: &'static Slot, label: &'static str, limit: Option<Duration>) -> Waiting {
         slot.set_waiting(true);
         let start = Instant::now();
+        Waiting {
+            slot,
+            label,
+            limit,
+            start,
+            notice: None,
+        }
+    }
+
+    /// Schedules the notice, once. A wait that must end before the notice
+    /// would be due never schedules it.
+    fn arm(&mut self) {
+        if self.notice.is_some() || self.limit.is_some_and(|limit| limit <= NOTICE_AFTER) {
+            return;
+        }
+        let (slot, label, limit) = (self.slot, self.label, self.limit);
         let notice = Arc::new(Notice {
             slot,
             label,
             limit,
             done: AtomicBool::new(false),
         });
-        // A wait that ends before the notice would be due never schedules it.
-        let alarm = match limit.is_none_or(|limit| limit > NOTICE_AFTER) {
-            true => wake_at(start + NOTICE_AFTER, Waker::from(Arc::clone(&notice))),
-            false => Alarm(None),
-        };
-        Waiting {
-            slot,
-            notice,
-            _alarm: alarm,
-        }
+        let alarm = wake_at(self.start + NOTICE_AFTER, Waker::from(Arc::clone(&notice)));
+        self.notice = Some((notice, alarm));
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.notice.done.store(true, Ordering::Relaxed);
+        if let Some((notice, _)) = &self.notice {
+            notice.done.store(true, Ordering::Relaxed);
+        }
         // Also when cancelled: withdraw, so a lock the kernel grants later is
         // let go at once instead of being kept for nobody.
         self.slot.set_waiting(false);
@@ -111,10 +125,10 @@ pub(crate) fn acquire_blocking(
         Wait::Forever => None,
         Wait::For(limit) => Some(limit),
     };
-    let _waiting = Waiting::new(slot, label, limit);
+    let mut waiting = Waiting::new(slot, label, limit);
     // A limit too long for `Instant` is no limit.
-    let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
-    slot.wait_blocking(label, mode, holder, deadline)
+    let deadline = limit.and_then(|limit| waiting.start.checked_add(limit));
+    slot.wait_blocking(label, mode, holder, deadline, &mut || waiting.arm())
 }
 
 /// A duration as the attribute spells it: `250ms`, `30s`, `5m`, `1h`.
@@ -147,7 +161,7 @@ pub(crate) struct AcquireAsync {
 }
 
 struct Started {
-    _waiting: Waiting,
+    waiting: Waiting,
     deadline: Option<Instant>,
     /// The timer's wake-up at the deadline, once asked for.
     alarm: Option<Alarm>,
@@ -178,7 +192,7 @@ impl Future for AcquireAsync {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let started = this.started.get_or_insert_with(|| Started {
-            _waiting: Waiting::new(this.slot, this.label, this.limit),
+            waiting: Waiting::new(this.slot, this.label, this.limit),
             deadline: this
                 .limit
                 .and_then(|limit| Instant::now().checked_add(limit)),
@@ -194,6 +208,7 @@ impl Future for AcquireAsync {
                 Err(this.slot.busy(this.label))
             }
             Ok(_) => {
+                started.waiting.arm();
                 if let Some(deadline) = started.deadline.filter(|_| started.alarm.is_none()) {
                     started.alarm = Some(wake_at(deadline, cx.waker().clone()));
                 }

@@ -1,0 +1,58 @@
+//! Uncontended calls allocate nothing after the first (issue 4): not the
+//! plain attribute, not `wait`, not a nested call. The wait's notice alarm is
+//! only set up when a wait really has to wait.
+
+use lockattr::exclusive;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[exclusive("allocations-plain")]
+fn plain() -> Result<u32, lockattr::Error> {
+    Ok(1)
+}
+
+#[exclusive("allocations-wait", wait)]
+fn waiting() -> Result<u32, lockattr::Error> {
+    plain() // nested in another lock's hold: no allocation either
+}
+
+#[exclusive("allocations-wait-for", wait = "5s")]
+fn waiting_for() -> Result<u32, lockattr::Error> {
+    Ok(1)
+}
+
+// One test in this binary: other tests' threads would allocate meanwhile.
+#[test]
+fn uncontended_calls_allocate_nothing_after_the_first() {
+    let calls = || plain().unwrap() + waiting().unwrap() + waiting_for().unwrap();
+    for _ in 0..3 {
+        calls(); // first calls: slots, paths, holder vectors
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        assert_eq!(calls(), 3);
+    }
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        allocated, 0,
+        "{allocated} allocations in 1000 rounds of uncontended calls"
+    );
+}
