@@ -60,22 +60,48 @@ fn absolute<'p>(label: &str, path: &'p Path, option: &str) -> Result<&'p Path, E
     Err(Error::other(ErrorKind::Config, label, path, text))
 }
 
-/// The default directory, decided once per process: `$LOCKATTR_DIR` if set
-/// and not empty, else `/run/lock` if it is a world-writable sticky
-/// directory, else `/tmp`. Never a per-user directory such as `$TMPDIR` or
-/// `$XDG_RUNTIME_DIR`: every user of the host must reach the same file.
+/// The default directory, decided once per process: the one given to
+/// [`set_default_dir`], else `$LOCKATTR_DIR` if set and not empty, else
+/// `/run/lock` if it is a world-writable sticky directory, else `/tmp`.
+/// Never a per-user directory such as `$TMPDIR` or `$XDG_RUNTIME_DIR`:
+/// every user of the host must reach the same file.
 pub fn default_dir_path() -> Result<&'static Path, Error> {
     default_dir("")
 }
 
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
 fn default_dir(label: &str) -> Result<&'static Path, Error> {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| match std::env::var_os("LOCKATTR_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ if is_shared_sticky_dir(Path::new("/run/lock")) => PathBuf::from("/run/lock"),
         _ => PathBuf::from("/tmp"),
     });
     absolute(label, dir, "directory in LOCKATTR_DIR")
+}
+
+/// Pins this process's default lock directory to `dir`, whatever
+/// `LOCKATTR_DIR` says, so that the environment cannot split a tool's
+/// callers between two directories. Call it before the first lock.
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] when `dir` is relative, or when an earlier lock
+/// already settled the default directory on another one.
+pub fn set_default_dir(dir: impl Into<PathBuf>) -> Result<(), Error> {
+    let dir = dir.into();
+    absolute("", &dir, "default directory")?;
+    let settled = DIR.get_or_init(|| dir.clone());
+    if *settled != dir {
+        let text = format!(
+            "the default directory is already {}, settled by an earlier lock of this process; \
+             call `set_default_dir({})` before the first lock",
+            settled.display(),
+            dir.display()
+        );
+        return Err(Error::other(ErrorKind::Config, "", &dir, text));
+    }
+    Ok(())
 }
 
 fn is_shared_sticky_dir(dir: &Path) -> bool {
