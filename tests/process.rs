@@ -435,8 +435,12 @@ fn a_body_error_passes_through_as_itself_and_releases() {
 
     let err = take_other_lock().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
-    assert_eq!(err.lock_name(), "process-other");
-    assert!(err.path().starts_with("/nonexistent-lockattr-process-dir"));
+    assert_eq!(err.lock_name(), Some("process-other"));
+    assert!(
+        err.path()
+            .unwrap()
+            .starts_with("/nonexistent-lockattr-process-dir")
+    );
     let mut other = Agent::start("process-body-lockattr-error", None);
     assert_eq!(other.lock(), Reply::Held);
 }

@@ -22,8 +22,9 @@ pub enum ErrorKind {
     /// request nested inside a shared hold of the same lock by the same
     /// holder, or a wait on a lock that this thread holds beneath the wait.
     WouldDeadlock,
-    /// The configuration cannot work: a relative `LOCKATTR_DIR` or `dir`, or
-    /// `LOCKATTR_URL` set in a binary that cannot honour it.
+    /// The configuration cannot work: a relative `LOCKATTR_DIR` or `dir`,
+    /// a bad run-time lock name, or `LOCKATTR_URL` set in a binary that
+    /// cannot honour it.
     Config,
 }
 
@@ -37,15 +38,42 @@ pub enum Holder {
         pid: u32,
     },
     /// Another process, as listed in `/proc/locks`.
+    #[non_exhaustive]
     Process {
         /// Its pid.
         pid: u32,
         /// Its command name, from `/proc/PID/comm`, when readable.
         command: Option<String>,
+        /// The user it runs as, when readable.
+        uid: Option<u32>,
+        /// That user's name, from `/etc/passwd`, when listed there.
+        user: Option<String>,
     },
-    /// The kernel reported the lock busy, but no holder could be found
-    /// (no `/proc/locks`, or the holder is in another pid namespace).
+    /// The kernel reports the lock busy but lists no holder: it is in
+    /// another pid namespace (a container), or let go just now.
+    Unlisted,
+    /// The holder cannot be looked up here (`/proc/locks` is missing or
+    /// unreadable).
     Unknown,
+}
+
+impl Holder {
+    /// The holder's pid, when known.
+    pub fn pid(&self) -> Option<u32> {
+        match *self {
+            Holder::ThisProcess { pid } | Holder::Process { pid, .. } => Some(pid),
+            Holder::Unlisted | Holder::Unknown => None,
+        }
+    }
+
+    pub(crate) fn process(pid: u32, command: Option<String>, uid: Option<u32>) -> Holder {
+        Holder::Process {
+            pid,
+            command,
+            uid,
+            user: uid.and_then(crate::who::user_name),
+        }
+    }
 }
 
 impl fmt::Display for Holder {
@@ -56,11 +84,26 @@ impl fmt::Display for Holder {
             }
             Holder::Process {
                 pid,
-                command: Some(command),
-            } => write!(f, "pid {pid} ({command})"),
-            Holder::Process { pid, command: None } => write!(f, "pid {pid}"),
+                command,
+                uid,
+                user,
+            } => {
+                write!(f, "pid {pid}")?;
+                if let Some(command) = command {
+                    write!(f, " ({command})")?;
+                }
+                match (user, uid) {
+                    (Some(user), Some(uid)) => write!(f, " of user {user} (uid {uid})"),
+                    (None, Some(uid)) => write!(f, " of uid {uid}"),
+                    _ => Ok(()),
+                }
+            }
+            Holder::Unlisted => f.write_str(
+                "another process that /proc/locks does not list (in another pid namespace, or \
+                 it let go just now)",
+            ),
             Holder::Unknown => {
-                f.write_str("another process (its pid is not listed in /proc/locks)")
+                f.write_str("another process (unknown: /proc/locks is not readable)")
             }
         }
     }
@@ -69,7 +112,10 @@ impl fmt::Display for Holder {
 /// The error of an acquisition: busy, or a failure setting up the lock.
 ///
 /// `Display` names the lock and its file, and for failures the OS error and
-/// what to do about it. [`Error::is_busy`] tells busy from every failure.
+/// what to do about it. The OS error is part of that sentence, so
+/// [`source`](std::error::Error::source) returns `None` (a chain printer
+/// such as anyhow's would otherwise say it twice); [`Error::os_error`]
+/// gives it. [`Error::is_busy`] tells busy from every failure.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -90,8 +136,11 @@ impl fmt::Display for Holder {
 /// ```
 pub struct Error {
     kind: ErrorKind,
-    lock: String,
-    path: PathBuf,
+    /// The lock's name; `None` for a lock given by its path, and for a
+    /// configuration problem that concerns no particular lock.
+    name: Option<String>,
+    /// The lock file; `None` when no file is concerned.
+    path: Option<PathBuf>,
     detail: Detail,
 }
 
@@ -105,44 +154,64 @@ enum Detail {
     Text(String),
 }
 
-impl Error {
-    pub(crate) fn busy(lock: &str, path: &Path, holder: Holder) -> Error {
-        Error {
-            kind: ErrorKind::Busy,
-            lock: lock.to_owned(),
-            path: path.to_owned(),
-            detail: Detail::Busy(holder),
+/// What an error is about: a lock's name (or `None` for `path = ...`
+/// locks) and its file.
+#[derive(Clone, Copy)]
+pub(crate) struct About<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) path: Option<&'a Path>,
+}
+
+impl<'a> About<'a> {
+    pub(crate) fn file(name: Option<&'a str>, path: &'a Path) -> About<'a> {
+        About {
+            name,
+            path: Some(path),
         }
+    }
+
+    pub(crate) const NOTHING: About<'static> = About {
+        name: None,
+        path: None,
+    };
+}
+
+impl Error {
+    fn new(kind: ErrorKind, about: About<'_>, detail: Detail) -> Error {
+        Error {
+            kind,
+            name: about.name.map(str::to_owned),
+            path: about.path.map(Path::to_owned),
+            detail,
+        }
+    }
+
+    pub(crate) fn busy(about: About<'_>, holder: Holder) -> Error {
+        Error::new(ErrorKind::Busy, about, Detail::Busy(holder))
     }
 
     /// `action` completes "cannot ... lock file": "open", "create", "lock",
     /// "check".
     pub(crate) fn os(
-        lock: &str,
-        path: &Path,
+        about: About<'_>,
         action: &'static str,
         errno: rustix::io::Errno,
         hint: Option<String>,
     ) -> Error {
-        Error {
-            kind: ErrorKind::Io,
-            lock: lock.to_owned(),
-            path: path.to_owned(),
-            detail: Detail::Os {
+        let source = io::Error::from_raw_os_error(errno.raw_os_error());
+        Error::new(
+            ErrorKind::Io,
+            about,
+            Detail::Os {
                 action,
-                source: io::Error::from_raw_os_error(errno.raw_os_error()),
+                source,
                 hint,
             },
-        }
+        )
     }
 
-    pub(crate) fn other(kind: ErrorKind, lock: &str, path: &Path, text: String) -> Error {
-        Error {
-            kind,
-            lock: lock.to_owned(),
-            path: path.to_owned(),
-            detail: Detail::Text(text),
-        }
+    pub(crate) fn other(kind: ErrorKind, about: About<'_>, text: String) -> Error {
+        Error::new(kind, about, Detail::Text(text))
     }
 
     /// What went wrong.
@@ -156,14 +225,16 @@ impl Error {
         self.kind == ErrorKind::Busy
     }
 
-    /// The lock's name (or, for `path = ...`, its path).
-    pub fn lock_name(&self) -> &str {
-        &self.lock
+    /// The lock's name; `None` for a lock given by its path
+    /// (`path = "..."`, [`Lock::at_path`](crate::Lock::at_path)) and for a
+    /// configuration problem that concerns no particular lock.
+    pub fn lock_name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The lock file; `None` when the error concerns no particular file.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Who holds the lock, when busy.
@@ -185,29 +256,44 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (lock, path) = (&self.lock, self.path.display());
+        // "lock "x" (/run/lock/x.lock)", "lock file /abs/x.lock", "lock "x"".
+        let lock = Lock(self);
         match &self.detail {
-            Detail::Busy(holder) => {
-                write!(f, "lock \"{lock}\" is busy: {path} is held by {holder}")
-            }
+            Detail::Busy(holder) => write!(f, "{lock} is busy: held by {holder}"),
             Detail::Os {
                 action,
                 source,
                 hint,
             } => {
-                write!(
-                    f,
-                    "cannot {action} lock file {path} for lock \"{lock}\": {source}"
-                )?;
+                match (&self.name, &self.path) {
+                    (Some(name), Some(path)) => write!(
+                        f,
+                        "cannot {action} lock file {} for lock \"{name}\": {source}",
+                        path.display()
+                    )?,
+                    _ => write!(f, "{lock}: cannot {action} it: {source}")?,
+                }
                 match hint {
                     Some(hint) => write!(f, "; {hint}"),
                     None => Ok(()),
                 }
             }
-            Detail::Text(text) if self.path.as_os_str().is_empty() => {
-                write!(f, "lock \"{lock}\": {text}")
-            }
-            Detail::Text(text) => write!(f, "lock \"{lock}\" ({path}): {text}"),
+            Detail::Text(text) if self.name.is_none() && self.path.is_none() => f.write_str(text),
+            Detail::Text(text) => write!(f, "{lock}: {text}"),
+        }
+    }
+}
+
+/// How a message names the lock.
+struct Lock<'a>(&'a Error);
+
+impl fmt::Display for Lock<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.0.name, &self.0.path) {
+            (Some(name), Some(path)) => write!(f, "lock \"{name}\" ({})", path.display()),
+            (Some(name), None) => write!(f, "lock \"{name}\""),
+            (None, Some(path)) => write!(f, "lock file {}", path.display()),
+            (None, None) => f.write_str("lock"),
         }
     }
 }
@@ -220,14 +306,9 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.detail {
-            Detail::Os { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The OS error is in `Display` already: no `source`, so that it is said
+/// once (the Rust API guidelines' rule for error chains).
+impl std::error::Error for Error {}
 
 /// Busy becomes [`io::ErrorKind::WouldBlock`]; a failure keeps its OS
 /// error's kind. The message is the `Display` of the lockattr error.

@@ -1,7 +1,7 @@
 //! The lock file itself: opened safely, locked with flock(2), checked
 //! against its path, and its holder looked up in `/proc/locks`.
 
-use crate::error::{Error, ErrorKind, Holder};
+use crate::error::{About, Error, ErrorKind, Holder};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::ffi::CStr;
@@ -20,7 +20,7 @@ pub(crate) enum LockMode {
 }
 
 /// A file's identity: after locking, the path must still name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Identity {
     dev: u64,
     ino: u64,
@@ -37,18 +37,23 @@ impl Identity {
     }
 }
 
-/// Who is asking, for messages.
+/// Which file, and for which lock, for messages.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
-    pub(crate) label: &'a str,
+    /// The lock's name; `None` for a lock given by its path.
+    pub(crate) name: Option<&'a str>,
     pub(crate) path: &'a Path,
     /// `path` as the system calls take it, made once per lock file.
     pub(crate) c_path: &'a CStr,
 }
 
-impl Ctx<'_> {
-    fn os(&self, action: &'static str, errno: Errno, hint: Option<String>) -> Error {
-        Error::os(self.label, self.path, action, errno, hint)
+impl<'a> Ctx<'a> {
+    pub(crate) fn about(&self) -> About<'a> {
+        About::file(self.name, self.path)
+    }
+
+    pub(crate) fn os(&self, action: &'static str, errno: Errno, hint: Option<String>) -> Error {
+        Error::os(self.about(), action, errno, hint)
     }
 }
 
@@ -71,27 +76,108 @@ pub(crate) fn open(ctx: Ctx<'_>) -> Result<(OwnedFd, Identity), Error> {
             Err(Errno::NOENT) => {}
             Err(errno) => return Err(open_failure(ctx, errno)),
         }
-        let create = flags | OFlags::CREATE | OFlags::EXCL;
-        match retry(|| rustix::fs::open(ctx.c_path, create, Mode::from_raw_mode(FILE_MODE))) {
-            Ok(fd) => {
-                // The umask narrowed the creation mode; the descriptor's owner
-                // may set it back, so every other user can open it read-only.
-                retry(|| rustix::fs::fchmod(&fd, Mode::from_raw_mode(FILE_MODE)))
-                    .map_err(|errno| ctx.os("set the mode of", errno, None))?;
-                return checked(ctx, fd, "create");
-            }
-            Err(Errno::EXIST) => {} // another process created it first: open theirs
+        match create::publish(ctx) {
+            // Ours, or another creator's: either way it is there now, with
+            // its final mode; open it read-only like everyone else.
+            Ok(()) | Err(Errno::EXIST) => {}
             Err(errno) => return Err(create_failure(ctx, errno)),
         }
     }
     Err(Error::other(
         ErrorKind::Io,
-        ctx.label,
-        ctx.path,
+        ctx.about(),
         "the lock file keeps disappearing between create and open; something is deleting it, \
          which lets two holders run at once: stop whatever removes it"
             .to_owned(),
     ))
+}
+
+/// Creating the lock file so that no other user ever sees it with a mode
+/// narrower than 0644. `O_CREAT` alone would show the umask's mode (0600
+/// under umask 077) until `fchmod`, and another user's open in that window
+/// fails with EACCES. So the file is made complete where nobody can open it
+/// and only then given its name, atomically; EEXIST means another creator
+/// won, which is as good.
+mod create {
+    use super::{Ctx, FILE_MODE, retry};
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    pub(super) fn publish(ctx: Ctx<'_>) -> Result<(), Errno> {
+        let dir = ctx.path.parent().unwrap_or(Path::new("/"));
+        #[cfg(all(target_os = "linux", not(lockattr_portable)))]
+        match unnamed(ctx, dir) {
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {}
+            linked => return linked,
+        }
+        through_temporary_name(ctx, dir)
+    }
+
+    /// Linux: an `O_TMPFILE` inode has no name until `linkat` gives it one.
+    #[cfg(all(target_os = "linux", not(lockattr_portable)))]
+    fn unnamed(ctx: Ctx<'_>, dir: &Path) -> Result<(), Errno> {
+        use rustix::fs::{AtFlags, CWD};
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        let fd = retry(|| rustix::fs::open(dir, flags, Mode::from_raw_mode(FILE_MODE)))?;
+        // The umask narrowed the mode; set it while the file is unreachable.
+        retry(|| rustix::fs::fchmod(&fd, Mode::from_raw_mode(FILE_MODE)))?;
+        // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc link
+        // to our own descriptor needs nothing.
+        let proc_link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let linked = retry(|| {
+            rustix::fs::linkat(CWD, &*proc_link, CWD, ctx.c_path, AtFlags::SYMLINK_FOLLOW)
+        });
+        match linked {
+            // No /proc mounted: try the capability path, then give up on
+            // O_TMPFILE.
+            Err(Errno::NOENT) if !Path::new("/proc/self/fd").exists() => {
+                retry(|| rustix::fs::linkat(&fd, "", CWD, ctx.c_path, AtFlags::EMPTY_PATH))
+                    .map_err(|_| Errno::OPNOTSUPP)
+            }
+            other => other,
+        }
+    }
+
+    /// Elsewhere: a private temporary name in the same directory, completed,
+    /// then hard-linked to the lock file's name and removed. A crash between
+    /// the two leaves a stray `.NAME.lock.PID-N.tmp`, never a bad lock file.
+    pub(super) fn through_temporary_name(ctx: Ctx<'_>, dir: &Path) -> Result<(), Errno> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let file_name = ctx.path.file_name().unwrap_or_default().as_bytes();
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NOCTTY;
+        let (temp, fd) = loop {
+            let mut temp = dir.as_os_str().as_bytes().to_vec();
+            temp.extend_from_slice(b"/.");
+            temp.extend_from_slice(file_name);
+            temp.extend_from_slice(
+                format!(
+                    ".{}-{}.tmp",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                )
+                .as_bytes(),
+            );
+            let temp = CString::new(temp).map_err(|_| Errno::INVAL)?;
+            match retry(|| rustix::fs::open(&*temp, flags, Mode::from_raw_mode(FILE_MODE))) {
+                Ok(fd) => break (temp, fd),
+                Err(Errno::EXIST) => continue,
+                Err(errno) => return Err(errno),
+            }
+        };
+        let linked = retry(|| rustix::fs::fchmod(&fd, Mode::from_raw_mode(FILE_MODE)))
+            .and_then(|()| retry(|| rustix::fs::link(&*temp, ctx.c_path)));
+        let _ = rustix::fs::unlink(&*temp);
+        linked
+    }
 }
 
 fn checked(ctx: Ctx<'_>, fd: OwnedFd, action: &'static str) -> Result<(OwnedFd, Identity), Error> {
@@ -108,7 +194,7 @@ fn not_regular(ctx: Ctx<'_>, what: &str) -> Error {
          or choose another directory",
         ctx.path.display()
     );
-    Error::other(ErrorKind::NotRegularFile, ctx.label, ctx.path, text)
+    Error::other(ErrorKind::NotRegularFile, ctx.about(), text)
 }
 
 fn describe(file_type: FileType) -> &'static str {
@@ -163,6 +249,7 @@ fn create_failure(ctx: Ctx<'_>, errno: Errno) -> Error {
     ctx.os("create", errno, hint)
 }
 
+/// What to do about an errno that is not about the file itself.
 fn dir_hint(ctx: Ctx<'_>, errno: Errno) -> Option<String> {
     let dir = ctx.path.parent()?.display();
     match errno {
@@ -173,7 +260,27 @@ fn dir_hint(ctx: Ctx<'_>, errno: Errno) -> Option<String> {
         Errno::ROFS => Some(format!(
             "{dir} is on a read-only file system: choose another directory"
         )),
+        Errno::NOSPC | Errno::DQUOT => Some(format!(
+            "the file system of {dir} has no space, inodes or quota left for a new file: free \
+             some, or choose another directory"
+        )),
+        Errno::MFILE => Some(format!(
+            "this process has as many files open as its limit allows ({}): close some, or \
+             raise the limit (`ulimit -n`); lockattr keeps one descriptor open per lock file, \
+             for at most 64 files, until `lockattr::close_idle()`",
+            open_file_limit()
+        )),
+        Errno::NFILE => Some(
+            "the system has as many files open as it allows (fs.file-max): close some".to_owned(),
+        ),
         _ => None,
+    }
+}
+
+fn open_file_limit() -> String {
+    match rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        Some(limit) => format!("RLIMIT_NOFILE {limit}"),
+        None => "RLIMIT_NOFILE unlimited".to_owned(),
     }
 }
 
@@ -209,10 +316,30 @@ pub(crate) fn unlock(fd: BorrowedFd<'_>) {
 /// replaced it meanwhile would otherwise leave us locking an orphan inode
 /// while the next caller locks the new file.
 pub(crate) fn still_named(ctx: Ctx<'_>, identity: Identity) -> Result<bool, Error> {
-    match retry(|| rustix::fs::lstat(ctx.c_path)) {
-        Ok(st) => Ok(Identity::of(&st) == identity),
-        Err(Errno::NOENT) => Ok(false),
-        Err(errno) => Err(ctx.os("check", errno, None)),
+    match named(ctx.c_path, identity) {
+        Ok(Named::Same) => Ok(true),
+        Ok(Named::Deleted | Named::Replaced) => Ok(false),
+        Err(errno) => Err(ctx.os("check", errno, dir_hint(ctx, errno))),
+    }
+}
+
+/// What the path names compared with a file we have open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Named {
+    Same,
+    /// Nothing has the name now: `rm`, or `mv` of the file elsewhere.
+    Deleted,
+    /// Another file has the name: `mv` or `cp` over it, or deleted and
+    /// created again.
+    Replaced,
+}
+
+pub(crate) fn named(c_path: &CStr, identity: Identity) -> Result<Named, Errno> {
+    match retry(|| rustix::fs::lstat(c_path)) {
+        Ok(st) if Identity::of(&st) == identity => Ok(Named::Same),
+        Ok(_) => Ok(Named::Replaced),
+        Err(Errno::NOENT) => Ok(Named::Deleted),
+        Err(errno) => Err(errno),
     }
 }
 
@@ -223,7 +350,15 @@ pub(crate) fn identity_of(c_path: &CStr) -> Option<(Identity, FileType)> {
     Some((Identity::of(&st), FileType::from_raw_mode(st.st_mode)))
 }
 
+/// A directory's identity, following symlinks: one directory reached by
+/// two paths has one identity.
+pub(crate) fn identity_of_dir(dir: &Path) -> Option<Identity> {
+    let st = retry(|| rustix::fs::stat(dir)).ok()?;
+    Some(Identity::of(&st))
+}
+
 /// Who holds a flock on the file with this identity, from `/proc/locks`.
+#[cfg(all(target_os = "linux", not(lockattr_portable)))]
 pub(crate) fn holder(identity: Identity) -> Holder {
     let key = format!(
         "{:02x}:{:02x}:{}",
@@ -242,12 +377,22 @@ pub(crate) fn holder(identity: Identity) -> Holder {
             let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .ok()
                 .map(|comm| comm.trim_end().to_owned());
-            return Holder::Process { pid, command };
+            let uid = rustix::fs::stat(format!("/proc/{pid}"))
+                .ok()
+                .map(|st| st.st_uid);
+            return Holder::process(pid, command, uid);
         }
     }
+    Holder::Unlisted
+}
+
+/// Without `/proc/locks`, the kernel says busy and nothing more.
+#[cfg(not(all(target_os = "linux", not(lockattr_portable))))]
+pub(crate) fn holder(_identity: Identity) -> Holder {
     Holder::Unknown
 }
 
+#[cfg(all(target_os = "linux", not(lockattr_portable)))]
 fn read_proc_locks() -> Option<String> {
     use std::io::Read;
     let mut file = std::fs::File::open("/proc/locks").ok()?;
@@ -271,6 +416,10 @@ fn read_proc_locks() -> Option<String> {
 /// `/proc/locks` prints it): lines such as
 /// `12: FLOCK  ADVISORY  WRITE 4242 fe:01:1837 0 EOF`. Waiters (`->`) and
 /// POSIX or OFD locks, which do not conflict with flock, are skipped.
+#[cfg_attr(
+    not(all(target_os = "linux", not(lockattr_portable))),
+    allow(dead_code)
+)]
 fn find_flock_holder(locks: &str, key: &str) -> Option<u32> {
     locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();

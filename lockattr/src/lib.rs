@@ -86,199 +86,54 @@
 
 #![deny(missing_docs)]
 
+// flock(2), /proc and the rest are Unix; say so once rather than with a
+// page of unrelated errors.
+#[cfg(not(unix))]
+compile_error!(
+    "lockattr supports Unix systems only (it locks files with flock(2)): Linux is the \
+     reference platform; macOS and the BSDs build without the Linux-only extras"
+);
+
+#[cfg(unix)]
 mod error;
+#[cfg(unix)]
 mod file;
+#[cfg(unix)]
 mod holder;
+#[cfg(unix)]
+mod lock;
 mod name;
+#[cfg(unix)]
 mod outcome;
+#[cfg(unix)]
 mod place;
+#[cfg(unix)]
 mod private;
+#[cfg(unix)]
 mod process;
+#[cfg(unix)]
 mod registry;
+#[cfg(unix)]
+mod report;
+#[cfg(unix)]
 mod wait;
+#[cfg(unix)]
+mod who;
 
 /// What the attribute's expansion calls. Not a stable API: it changes with
 /// `lockattr-macros`, which is pinned to this exact version.
+#[cfg(unix)]
 #[doc(hidden)]
 pub mod __private {
     pub use crate::private::*;
 }
 
+#[cfg(unix)]
 pub use error::{Error, ErrorKind, Holder};
+#[cfg(unix)]
+pub use lock::{Guard, Hold, Lock, close_idle, lock_path};
 #[doc(inline)]
 pub use lockattr_macros::exclusive;
 pub use name::{LockName, NameError};
+#[cfg(unix)]
 pub use place::set_default_dir;
-
-use file::LockMode;
-use holder::HolderId;
-use place::Place;
-use registry::Slot;
-use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use wait::Wait;
-
-/// A lock and how to take it: what `#[exclusive(...)]` expands to.
-///
-/// Every builder method is `const`, so a lock can be declared once:
-///
-/// ```
-/// use lockattr::{Lock, LockName};
-/// use std::time::Duration;
-///
-/// const CACHE: Lock = Lock::new(LockName::new("doc-cache")).shared().wait_for(Duration::from_secs(5));
-///
-/// let first = CACHE.acquire()?;
-/// let second = std::thread::spawn(|| CACHE.acquire().map(drop)).join().unwrap();
-/// assert!(second.is_ok(), "shared holders run together");
-/// drop(first);
-/// # Ok::<(), lockattr::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub struct Lock {
-    place: Place,
-    mode: LockMode,
-    wait: Wait,
-}
-
-impl Lock {
-    /// An exclusive lock on `NAME.lock` in the default directory that does
-    /// not wait.
-    pub const fn new(name: LockName) -> Lock {
-        Lock {
-            place: Place::Named {
-                name: name.as_str(),
-                dir: None,
-            },
-            mode: LockMode::Exclusive,
-            wait: Wait::No,
-        }
-    }
-
-    /// A lock on exactly this file, which must be an absolute path.
-    pub const fn at_path(path: &'static str) -> Lock {
-        Lock {
-            place: Place::Path(path),
-            mode: LockMode::Exclusive,
-            wait: Wait::No,
-        }
-    }
-
-    /// Puts `NAME.lock` in `dir`, an absolute path, instead of the default
-    /// directory. No effect on a lock made with [`Lock::at_path`].
-    pub const fn dir(mut self, dir: &'static str) -> Lock {
-        if let Place::Named { name, .. } = self.place {
-            self.place = Place::Named {
-                name,
-                dir: Some(dir),
-            };
-        }
-        self
-    }
-
-    /// Takes the lock shared: shared holders run together; an exclusive
-    /// holder excludes everyone.
-    pub const fn shared(mut self) -> Lock {
-        self.mode = LockMode::Shared;
-        self
-    }
-
-    /// Waits until the lock is free instead of returning busy.
-    pub const fn wait(mut self) -> Lock {
-        self.wait = Wait::Forever;
-        self
-    }
-
-    /// Waits at most `limit`, then returns busy.
-    pub const fn wait_for(mut self, limit: Duration) -> Lock {
-        self.wait = Wait::For(limit);
-        self
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> Result<PathBuf, Error> {
-        self.place.resolve()
-    }
-
-    /// Takes the lock for this thread, or for the `#[exclusive]` task being
-    /// polled, waiting as the lock says.
-    pub fn acquire(&self) -> Result<Guard, Error> {
-        let hold = self.take(self.slot()?, HolderId::current())?;
-        Ok(Guard {
-            hold,
-            _thread: PhantomData,
-        })
-    }
-
-    /// The registry's slot for this lock's file, unless the configuration
-    /// forbids local locks.
-    fn slot(&self) -> Result<&'static Slot, Error> {
-        let path = self.path()?;
-        if let Some(refusal) = place::url_refusal(self.place.label(), &path) {
-            return Err(refusal);
-        }
-        Ok(registry::slot(&path))
-    }
-
-    fn take(&self, slot: &'static Slot, holder: HolderId) -> Result<Hold, Error> {
-        let label = self.place.label();
-        wait::acquire_blocking(slot, label, self.mode, self.wait, holder)?;
-        Ok(Hold { slot, holder })
-    }
-}
-
-/// The lock file that `#[exclusive(NAME)]` uses in this process, for
-/// scripts that share the lock through `flock(1)`:
-///
-/// ```
-/// let path = lockattr::lock_path("build-deploy")?;
-/// assert!(path.ends_with("build-deploy.lock"));
-/// // sh: flock -n "$(mytool lock-path)" make
-/// # Ok::<(), lockattr::Error>(())
-/// ```
-pub fn lock_path(name: &str) -> Result<PathBuf, Error> {
-    if let Err(rule) = name::check(name) {
-        let text = format!("{rule}, as in `build-deploy`");
-        return Err(Error::other(ErrorKind::Config, name, Path::new(""), text));
-    }
-    let mut path = place::default_dir_path()?.join(name);
-    path.as_mut_os_string().push(".lock");
-    Ok(path)
-}
-
-/// Holds a lock until dropped. It belongs to the thread that took it, so it
-/// is not `Send`: moving it to another thread would let the first thread
-/// re-enter while the second still works.
-#[must_use = "the lock is released when the guard drops"]
-pub struct Guard {
-    hold: Hold,
-    _thread: PhantomData<*const ()>,
-}
-
-impl Guard {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        self.hold.slot.path()
-    }
-}
-
-impl std::fmt::Debug for Guard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard").field("path", &self.path()).finish()
-    }
-}
-
-/// One hold of a lock by one holder; dropping it ends the hold.
-#[must_use = "the lock is released when the guard drops"]
-#[doc(hidden)]
-pub struct Hold {
-    slot: &'static Slot,
-    holder: HolderId,
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.slot.release(self.holder);
-    }
-}

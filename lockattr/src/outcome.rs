@@ -34,7 +34,7 @@ pub trait Outcome: Sized {
 #[diagnostic::do_not_recommend]
 impl Outcome for () {
     fn busy(err: Error) {
-        eprintln!("lockattr: not running: {err}");
+        crate::report::busy(&err);
     }
 
     #[track_caller]

@@ -1,6 +1,6 @@
 //! Where a lock file lives: `DIR/NAME.lock`, and which DIR.
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{About, Error, ErrorKind};
 use rustix::fs::{FileType, Mode};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -19,27 +19,27 @@ pub(crate) enum Place {
 }
 
 impl Place {
-    /// The label messages use for the lock: its name, or its path.
-    pub(crate) fn label(&self) -> &'static str {
+    /// The lock's name; `None` for a lock given by its path.
+    pub(crate) fn name(&self) -> Option<&'static str> {
         match *self {
-            Place::Named { name, .. } => name,
-            Place::Path(path) => path,
+            Place::Named { name, .. } => Some(name),
+            Place::Path(_) => None,
         }
     }
 
     /// Resolves the lock file's path. Relative directories are refused: two
     /// callers in different working directories would lock different files.
     pub(crate) fn resolve(&self) -> Result<PathBuf, Error> {
-        let label = self.label();
+        let name = self.name();
         let (dir, file) = match *self {
             Place::Path(path) => {
-                return absolute(label, Path::new(path), "path").map(Path::to_owned);
+                return absolute(name, Path::new(path), "path").map(Path::to_owned);
             }
             Place::Named {
                 name,
                 dir: Some(dir),
-            } => (absolute(label, Path::new(dir), "dir")?, name),
-            Place::Named { name, dir: None } => (default_dir(label)?, name),
+            } => (absolute(Some(name), Path::new(dir), "dir")?, name),
+            Place::Named { name, dir: None } => (default_dir(Some(name))?, name),
         };
         let mut path = dir.join(file);
         path.as_mut_os_string().push(".lock");
@@ -47,7 +47,7 @@ impl Place {
     }
 }
 
-fn absolute<'p>(label: &str, path: &'p Path, option: &str) -> Result<&'p Path, Error> {
+fn absolute<'p>(name: Option<&str>, path: &'p Path, option: &str) -> Result<&'p Path, Error> {
     let problem = if !path.is_absolute() {
         "is relative; give an absolute path so every caller, whatever its working directory, \
          reaches the same file"
@@ -57,27 +57,24 @@ fn absolute<'p>(label: &str, path: &'p Path, option: &str) -> Result<&'p Path, E
         return Ok(path);
     };
     let text = format!("the {option} {} {problem}", path.display());
-    Err(Error::other(ErrorKind::Config, label, path, text))
+    let about = About { name, path: None };
+    Err(Error::other(ErrorKind::Config, about, text))
 }
+
+static DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// The default directory, decided once per process: the one given to
 /// [`set_default_dir`], else `$LOCKATTR_DIR` if set and not empty, else
 /// `/run/lock` if it is a world-writable sticky directory, else `/tmp`.
 /// Never a per-user directory such as `$TMPDIR` or `$XDG_RUNTIME_DIR`:
 /// every user of the host must reach the same file.
-pub fn default_dir_path() -> Result<&'static Path, Error> {
-    default_dir("")
-}
-
-static DIR: OnceLock<PathBuf> = OnceLock::new();
-
-fn default_dir(label: &str) -> Result<&'static Path, Error> {
+pub(crate) fn default_dir(name: Option<&str>) -> Result<&'static Path, Error> {
     let dir = DIR.get_or_init(|| match std::env::var_os("LOCKATTR_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ if is_shared_sticky_dir(Path::new("/run/lock")) => PathBuf::from("/run/lock"),
         _ => PathBuf::from("/tmp"),
     });
-    absolute(label, dir, "directory in LOCKATTR_DIR")
+    absolute(name, dir, "directory in LOCKATTR_DIR")
 }
 
 /// Pins this process's default lock directory to `dir`, whatever
@@ -90,7 +87,7 @@ fn default_dir(label: &str) -> Result<&'static Path, Error> {
 /// already settled the default directory on another one.
 pub fn set_default_dir(dir: impl Into<PathBuf>) -> Result<(), Error> {
     let dir = dir.into();
-    absolute("", &dir, "default directory")?;
+    absolute(None, &dir, "default directory")?;
     let settled = DIR.get_or_init(|| dir.clone());
     if *settled != dir {
         let text = format!(
@@ -99,7 +96,7 @@ pub fn set_default_dir(dir: impl Into<PathBuf>) -> Result<(), Error> {
             settled.display(),
             dir.display()
         );
-        return Err(Error::other(ErrorKind::Config, "", &dir, text));
+        return Err(Error::other(ErrorKind::Config, About::NOTHING, text));
     }
     Ok(())
 }
@@ -115,7 +112,7 @@ fn is_shared_sticky_dir(dir: &Path) -> bool {
 /// `LOCKATTR_URL`, read once per process. When set and not empty, every
 /// lock is a [`ErrorKind::Config`] error: this build has no network backend,
 /// and silently falling back to a local file would let two hosts overlap.
-pub(crate) fn url_refusal(label: &str, path: &Path) -> Option<Error> {
+pub(crate) fn url_refusal(about: About<'_>) -> Option<Error> {
     static URL: OnceLock<Option<OsString>> = OnceLock::new();
     let url = URL.get_or_init(|| std::env::var_os("LOCKATTR_URL").filter(|url| !url.is_empty()));
     let url = url.as_ref()?.to_string_lossy();
@@ -128,5 +125,5 @@ pub(crate) fn url_refusal(label: &str, path: &Path) -> Option<Error> {
          for it (the `postgres` feature is not part of this release); unset LOCKATTR_URL to \
          use local lock files"
     );
-    Some(Error::other(ErrorKind::Config, label, path, text))
+    Some(Error::other(ErrorKind::Config, about, text))
 }

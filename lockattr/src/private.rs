@@ -5,8 +5,8 @@
 pub use crate::Hold;
 use crate::holder::{HolderId, Scoped};
 pub use crate::outcome::{
-    Check, Fail, FailAsErr, FailAsPanic, NotAFuture, Outcome, ReturnsFuture, ReturnsValue,
-    fail, not_a_future,
+    Check, Fail, FailAsErr, FailAsPanic, NotAFuture, Outcome, ReturnsFuture, ReturnsValue, fail,
+    not_a_future,
 };
 use crate::place::Place;
 use crate::registry::Slot;
@@ -56,16 +56,15 @@ pub fn enter(site: &'static Site, lock: &'static Lock) -> Result<Hold, Error> {
 pub async fn enter_async(site: &'static Site, lock: &'static Lock) -> Result<Hold, Error> {
     let holder = HolderId::for_task();
     let slot = site.slot(lock)?;
-    let label = lock.place.label();
     let limit = match lock.wait {
         Wait::No => None,
         Wait::Forever => None,
         Wait::For(limit) => Some(limit),
     };
     if lock.wait == Wait::No {
-        slot.try_now(label, lock.mode, holder)?;
+        slot.try_now(lock.mode, holder)?;
     } else {
-        AcquireAsync::new(slot, label, lock.mode, limit, holder).await?;
+        AcquireAsync::new(slot, lock.mode, limit, holder).await?;
     }
     Ok(Hold { slot, holder })
 }

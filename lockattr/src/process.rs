@@ -7,7 +7,9 @@
 //! child that page zero-filled, so a zero means "forked since the pid was
 //! stored" and the child stores its own. Mapping the page costs more than
 //! a whole first lock, so a process asks getpid(2) for its first few locks
-//! and maps the page only once it is clearly locking repeatedly.
+//! and maps the page only once it is clearly locking repeatedly. Where
+//! `MADV_WIPEONFORK` does not exist (other Unix systems, Linux before 4.14,
+//! or `--cfg lockattr_portable`), it asks getpid(2) every time.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -44,6 +46,12 @@ fn getpid() -> u32 {
         .unsigned_abs()
 }
 
+#[cfg(not(all(target_os = "linux", not(lockattr_portable))))]
+fn map_wipe_on_fork_page() -> Option<&'static AtomicU32> {
+    None
+}
+
+#[cfg(all(target_os = "linux", not(lockattr_portable)))]
 fn map_wipe_on_fork_page() -> Option<&'static AtomicU32> {
     use rustix::mm::{Advice, MapFlags, ProtFlags};
     let len = rustix::param::page_size();

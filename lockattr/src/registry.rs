@@ -9,13 +9,13 @@
 //! process would. The descriptor stays open between holds: re-locking it and
 //! checking the path costs less than opening the file again.
 
-use crate::error::{Error, ErrorKind, Holder};
-use crate::file::{self, Ctx, Identity, LockMode, Try};
+use crate::error::{About, Error, ErrorKind, Holder};
+use crate::file::{self, Ctx, Identity, LockMode, Named, Try};
 use crate::holder::HolderId;
 use crate::process;
 use rustix::io::Errno;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -32,6 +32,8 @@ pub(crate) struct Slot {
     /// slot, its descriptor and its holders; they are the parent's, so the
     /// child never locks, unlocks or re-enters through them.
     pid: u32,
+    /// The lock's name, for messages; `None` for a lock given by its path.
+    name: Option<Box<str>>,
     path: PathBuf,
     c_path: CString,
     /// Whether the descriptor stays open between holds. Only the first
@@ -55,8 +57,9 @@ struct State {
     holders: Vec<(HolderId, u32)>,
     /// The mode the current holders asked for.
     mode: Option<LockMode>,
-    /// A thread is blocked in flock(2) on our descriptor (see `kernel_wait`).
-    kernel_wait: bool,
+    /// A thread is blocked in flock(2) on our descriptor (see `kernel_wait`);
+    /// the file it waits on, for naming its holder.
+    kernel_wait: Option<Identity>,
     /// Why the last kernel wait failed, for the waiters it was for.
     kernel_failure: Option<(&'static str, Errno)>,
     /// How many callers are waiting in this slot.
@@ -102,23 +105,26 @@ impl Slot {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ctx<'a>(&'a self, label: &'a str) -> Ctx<'a> {
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
         Ctx {
-            label,
+            name: self.name(),
             path: &self.path,
             c_path: &self.c_path,
         }
     }
 
+    fn about(&self) -> About<'_> {
+        self.ctx().about()
+    }
+
     /// Takes the lock for `holder` now, or reports it busy.
-    pub(crate) fn try_now(
-        &'static self,
-        label: &'static str,
-        mode: LockMode,
-        holder: HolderId,
-    ) -> Result<(), Error> {
+    pub(crate) fn try_now(&'static self, mode: LockMode, holder: HolderId) -> Result<(), Error> {
         let mut st = self.state();
-        match self.step(&mut st, label, mode, holder, OnBusy::Fail) {
+        match self.step(&mut st, mode, holder, OnBusy::Fail) {
             Ok(_) => Ok(()),
             Err(err) => {
                 drop(st);
@@ -133,7 +139,6 @@ impl Slot {
     /// [`Slot::set_waiting`].
     pub(crate) fn wait_blocking(
         &'static self,
-        label: &'static str,
         mode: LockMode,
         holder: HolderId,
         deadline: Option<Instant>,
@@ -147,7 +152,7 @@ impl Slot {
         let mut st = self.state();
         loop {
             // Step and sleep under one mutex guard, so no wake-up is lost.
-            match self.step(&mut st, label, mode, holder, on_busy)? {
+            match self.step(&mut st, mode, holder, on_busy)? {
                 Step::Held => return Ok(()),
                 Step::Block(file) => {
                     drop(st);
@@ -161,7 +166,7 @@ impl Slot {
             let now = Instant::now();
             if deadline.is_some_and(|deadline| now >= deadline) {
                 drop(st);
-                return Err(self.busy(label));
+                return Err(self.busy());
             }
             arm(); // the timer never takes the slot's mutex while it holds its own
             st.sleepers += 1;
@@ -184,13 +189,12 @@ impl Slot {
     /// [`Slot::set_waiting`].
     pub(crate) fn poll_wait(
         &'static self,
-        label: &'static str,
         mode: LockMode,
         holder: HolderId,
         waker: &Waker,
     ) -> Result<Step, Error> {
         let mut st = self.state();
-        let step = self.step(&mut st, label, mode, holder, OnBusy::Wait)?;
+        let step = self.step(&mut st, mode, holder, OnBusy::Wait)?;
         if let Step::Wait = step
             && !st.wakers.iter().any(|w| w.will_wake(waker))
         {
@@ -200,8 +204,8 @@ impl Slot {
     }
 
     /// The busy error for a wait that ran out of time.
-    pub(crate) fn busy(&self, label: &str) -> Error {
-        Error::busy(label, &self.path, self.holder_now())
+    pub(crate) fn busy(&self) -> Error {
+        Error::busy(self.about(), self.holder_now())
     }
 
     /// Who holds the lock, for messages. Reading `/proc/locks` can take
@@ -209,10 +213,10 @@ impl Slot {
     pub(crate) fn holder_now(&self) -> Holder {
         let (in_process, identity) = {
             let st = self.state();
-            (
-                !st.holders.is_empty(),
-                st.file.as_ref().map(|(_, identity)| *identity),
-            )
+            // While a thread waits in flock(2), the file it waits on: after
+            // a replacement the path names another one.
+            let open = st.file.as_ref().map(|(_, identity)| *identity);
+            (!st.holders.is_empty(), st.kernel_wait.or(open))
         };
         if in_process {
             return Holder::ThisProcess {
@@ -229,7 +233,7 @@ impl Slot {
     /// the mutex.
     fn name_holder(&self, err: Error) -> Error {
         if err.holder() == Some(&Holder::Unknown) {
-            Error::busy(err.lock_name(), &self.path, self.holder_now())
+            self.busy()
         } else {
             err
         }
@@ -241,12 +245,11 @@ impl Slot {
     fn step(
         &'static self,
         st: &mut State,
-        label: &'static str,
         mode: LockMode,
         holder: HolderId,
         on_busy: OnBusy,
     ) -> Result<Step, Error> {
-        let ctx = self.ctx(label);
+        let ctx = self.ctx();
         let upgrading = st.mode == Some(LockMode::Shared) && mode == LockMode::Exclusive;
         if let Some(entry) = st.holders.iter_mut().find(|(id, _)| *id == holder) {
             if upgrading {
@@ -271,24 +274,25 @@ impl Slot {
             return busy_or_wait(ctx, on_busy, Holder::ThisProcess { pid });
         }
         if let Some((action, errno)) = st.kernel_failure.take() {
-            return Err(Error::os(label, &self.path, action, errno, None));
+            return Err(ctx.os(action, errno, None));
         }
-        if st.kernel_wait {
+        if st.kernel_wait.is_some() {
             return busy_or_wait(ctx, on_busy, Holder::Unknown);
         }
         loop {
             if st.kernel.is_none() {
                 let (fd, _) = st.open(ctx)?;
                 let locked = file::flock(fd.as_fd(), mode, false);
-                match locked.map_err(|errno| Error::os(label, &self.path, "lock", errno, None))? {
+                match locked.map_err(|errno| ctx.os("lock", errno, None))? {
                     Try::Locked => st.kernel = Some(mode),
                     Try::Busy => {
                         return match on_busy {
-                            OnBusy::Fail => Err(Error::busy(label, &self.path, Holder::Unknown)),
-                            OnBusy::Wait => self.start_kernel_wait(st, label, mode),
+                            OnBusy::Fail => Err(Error::busy(ctx.about(), Holder::Unknown)),
+                            OnBusy::Wait => self.start_kernel_wait(st, mode),
                             OnBusy::Block => {
-                                st.kernel_wait = true;
-                                Ok(Step::Block(st.file.take().expect("opened above")))
+                                let file = st.file.take().expect("opened above");
+                                st.kernel_wait = Some(file.1);
+                                Ok(Step::Block(file))
                             }
                         };
                     }
@@ -297,34 +301,68 @@ impl Slot {
             // A waiting thread may have parked a stronger lock than we need.
             let compatible = st.kernel == Some(mode) || st.kernel == Some(LockMode::Exclusive);
             let identity = st.file.as_ref().map(|(_, identity)| *identity);
-            match identity {
-                Some(identity) if compatible && file::still_named(ctx, identity)? => {
+            let named = match identity {
+                Some(identity) if compatible => file::still_named(ctx, identity),
+                _ => Ok(false),
+            };
+            match named {
+                Ok(true) => {
                     st.mode = Some(mode);
                     st.holders.push((holder, 1));
                     return Ok(Step::Held);
                 }
                 // Deleted or replaced since we opened it (or a weaker lock
                 // is parked): let go of this descriptor and start over.
-                _ => {
-                    st.kernel = None;
-                    st.file = None;
+                Ok(false) => st.forget_file(),
+                // Cannot tell (the directory became unsearchable...): let go
+                // before saying so, or every other process would find the
+                // lock busy until we happened to call again.
+                Err(err) => {
+                    st.forget_file();
+                    return Err(err);
                 }
             }
         }
     }
 
-    /// Ends one hold of `holder`; the last one unlocks the file.
+    /// Ends one hold of `holder`; the last one unlocks the file, after
+    /// checking that the path still names it.
     pub(crate) fn release(&self, holder: HolderId) {
         if self.inherited() {
             return; // a forked child never unlocks its parent's lock
         }
         let mut st = self.state();
-        st.release(holder);
+        if st.release(holder) {
+            if let Some((_, identity)) = st.file {
+                match file::named(&self.c_path, identity) {
+                    Ok(Named::Same) | Err(_) => {}
+                    Ok(lost) => {
+                        // Our descriptor locks an orphan: the next hold opens
+                        // what the path names now.
+                        st.forget_file();
+                        crate::report::lost_file(self.name(), &self.path, lost);
+                    }
+                }
+            }
+            st.unlock();
+        }
         if !self.keep_open && st.holders.is_empty() {
             st.file = None;
         }
         if st.waiters > 0 {
             self.notify(st);
+        }
+    }
+
+    /// Closes the descriptor kept between holds, unless the lock is held
+    /// or waited for.
+    fn close_if_idle(&self) {
+        if self.inherited() {
+            return;
+        }
+        let mut st = self.state();
+        if st.holders.is_empty() && st.waiters == 0 && st.kernel_wait.is_none() {
+            st.forget_file();
         }
     }
 
@@ -350,24 +388,20 @@ impl Slot {
     /// gave up meanwhile, the thread unlocks at once and ends: a timed-out
     /// or cancelled wait leaves at most this one thread and no descriptor
     /// behind, and only until the holder lets go.
-    fn start_kernel_wait(
-        &'static self,
-        st: &mut State,
-        label: &'static str,
-        mode: LockMode,
-    ) -> Result<Step, Error> {
+    fn start_kernel_wait(&'static self, st: &mut State, mode: LockMode) -> Result<Step, Error> {
         let file = st.file.take().expect("opened before locking");
+        let identity = file.1;
         let spawned = std::thread::Builder::new()
             .name("lockattr-wait".into())
             .spawn(move || self.kernel_wait(mode, file));
         match spawned {
             Ok(_) => {
-                st.kernel_wait = true;
+                st.kernel_wait = Some(identity);
                 Ok(Step::Wait)
             }
             Err(err) => {
                 let text = format!("cannot start a thread to wait for the lock: {err}");
-                Err(Error::other(ErrorKind::Io, label, &self.path, text))
+                Err(Error::other(ErrorKind::Io, self.about(), text))
             }
         }
     }
@@ -383,7 +417,7 @@ impl Slot {
             Ok(Try::Busy) => {} // not from a blocking flock; the waiters try again
             Err(errno) => st.kernel_failure = Some(("lock", errno)),
         }
-        st.kernel_wait = false;
+        st.kernel_wait = None;
         st.unpark_if_unwanted();
         self.notify(st);
     }
@@ -410,19 +444,28 @@ impl State {
         Ok(self.file.as_ref().expect("just opened"))
     }
 
-    fn release(&mut self, holder: HolderId) {
+    /// Ends one hold of `holder`; true when that was the last hold in the
+    /// process, so the caller must unlock.
+    fn release(&mut self, holder: HolderId) -> bool {
         let Some(i) = self.holders.iter().position(|(id, _)| *id == holder) else {
-            return;
+            return false;
         };
         self.holders[i].1 -= 1;
         if self.holders[i].1 > 0 {
-            return;
+            return false;
         }
         self.holders.swap_remove(i);
         if self.holders.is_empty() {
             self.mode = None;
-            self.unlock();
+            return true;
         }
+        false
+    }
+
+    /// Lets go of the descriptor; closing it drops any flock on it.
+    fn forget_file(&mut self) {
+        self.kernel = None;
+        self.file = None;
     }
 
     fn unlock(&mut self) {
@@ -433,7 +476,7 @@ impl State {
 
     /// A lock the waiting thread parked for waiters who have all left.
     fn unpark_if_unwanted(&mut self) {
-        if self.waiters == 0 && self.holders.is_empty() && !self.kernel_wait {
+        if self.waiters == 0 && self.holders.is_empty() && self.kernel_wait.is_none() {
             self.unlock();
             self.kernel_failure = None;
         }
@@ -442,7 +485,7 @@ impl State {
 
 fn busy_or_wait(ctx: Ctx<'_>, on_busy: OnBusy, holder: Holder) -> Result<Step, Error> {
     match on_busy {
-        OnBusy::Fail => Err(Error::busy(ctx.label, ctx.path, holder)),
+        OnBusy::Fail => Err(Error::busy(ctx.about(), holder)),
         OnBusy::Wait | OnBusy::Block => Ok(Step::Wait),
     }
 }
@@ -452,7 +495,7 @@ fn upgrade(ctx: Ctx<'_>) -> Error {
                 same caller; upgrading could deadlock with another shared holder doing the \
                 same, so it is refused: take the outer hold exclusive"
         .to_owned();
-    Error::other(ErrorKind::WouldDeadlock, ctx.label, ctx.path, text)
+    Error::other(ErrorKind::WouldDeadlock, ctx.about(), text)
 }
 
 fn self_deadlock(ctx: Ctx<'_>) -> Error {
@@ -460,15 +503,20 @@ fn self_deadlock(ctx: Ctx<'_>) -> Error {
                 another holder (an async fn driven by `block_on` inside the hold?); that wait \
                 could never end, so it is refused"
         .to_owned();
-    Error::other(ErrorKind::WouldDeadlock, ctx.label, ctx.path, text)
+    Error::other(ErrorKind::WouldDeadlock, ctx.about(), text)
 }
 
-/// The registry proper: the slots of this process, by lock file path. The
-/// hasher has fixed keys: the paths are our own, and a random seed would
-/// cost a getrandom(2) on the first lock.
+/// The registry proper: the slots of this process. The hasher has fixed
+/// keys: the paths are our own, and a random seed would cost a getrandom(2)
+/// on the first lock.
 struct Registry {
     pid: u32,
-    slots: HashMap<PathBuf, &'static Slot, BuildHasherDefault<DefaultHasher>>,
+    /// By the path as the lock spelled it.
+    by_path: HashMap<PathBuf, &'static Slot, BuildHasherDefault<DefaultHasher>>,
+    /// By directory and file name: two spellings of one file (a symlinked
+    /// directory; `/var/run/lock` beside `/run/lock`) must be one lock in
+    /// this process, or a nested call would find itself busy.
+    by_file: HashMap<(Identity, OsString), &'static Slot, BuildHasherDefault<DefaultHasher>>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -476,8 +524,10 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// How many lock files a process keeps open between holds.
 const KEPT_OPEN: usize = 64;
 
-/// The slot for `path`, made on first use.
-pub(crate) fn slot(path: &Path) -> &'static Slot {
+/// The slot for the lock file `path` (named `name`, or given by its path),
+/// made on first use. A new spelling of a known file is looked up by its
+/// directory's identity, once; the answer stays for the process.
+pub(crate) fn slot(name: Option<&str>, path: &Path) -> &'static Slot {
     let pid = process::pid();
     let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     let registry = match &mut *registry {
@@ -488,36 +538,71 @@ pub(crate) fn slot(path: &Path) -> &'static Slot {
             }
             other.insert(Registry {
                 pid,
-                slots: HashMap::default(),
+                by_path: HashMap::default(),
+                by_file: HashMap::default(),
             })
         }
     };
-    if let Some(slot) = registry.slots.get(path) {
+    if let Some(slot) = registry.by_path.get(path) {
+        return slot;
+    }
+    let file_key = file_key(path);
+    if let Some(slot) = file_key.as_ref().and_then(|key| registry.by_file.get(key)) {
+        registry.by_path.insert(path.to_owned(), slot);
         return slot;
     }
     let slot: &'static Slot = Box::leak(Box::new(Slot {
         pid,
+        name: name.map(Box::from),
         path: path.to_owned(),
         // A path from `Place::resolve` has no NUL: names and the macro's
         // options refuse it, and so does `Lock::dir` at resolve time.
         c_path: CString::new(path.as_os_str().as_bytes()).unwrap_or_default(),
-        keep_open: registry.slots.len() < KEPT_OPEN,
+        keep_open: registry.by_path.len() < KEPT_OPEN,
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
     }));
-    registry.slots.insert(path.to_owned(), slot);
+    registry.by_path.insert(path.to_owned(), slot);
+    if let Some(key) = file_key {
+        registry.by_file.insert(key, slot);
+    }
     slot
+}
+
+/// The lock file's directory (by device and inode) and file name; `None`
+/// when the directory cannot be looked at (the open will say why).
+fn file_key(path: &Path) -> Option<(Identity, OsString)> {
+    let dir = path.parent()?;
+    let name = path.file_name()?;
+    let dir = file::identity_of_dir(dir)?;
+    Some((dir, name.to_owned()))
+}
+
+/// Closes the descriptors this process keeps between holds of the locks it
+/// does not hold or wait for now.
+pub(crate) fn close_idle() {
+    let slots: Vec<&'static Slot> = {
+        let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*registry {
+            Some(registry) if registry.pid == process::pid() => {
+                registry.by_path.values().copied().collect()
+            }
+            _ => return,
+        }
+    };
+    for slot in slots {
+        slot.close_if_idle();
+    }
 }
 
 /// In a forked child: the parent's slots are not ours. Close the descriptors
 /// we can (closing never unlocks while the parent keeps its own), and leave
 /// the rest to the guards that still point at them.
 fn forget_inherited(registry: Registry) {
-    for slot in registry.slots.into_values() {
+    for slot in registry.by_path.into_values() {
         // try_lock: a parent thread may have held the mutex at fork time.
         if let Ok(mut st) = slot.state.try_lock() {
-            st.file = None;
-            st.kernel = None;
+            st.forget_file();
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::file::LockMode;
 use crate::holder::HolderId;
 use crate::registry::{Slot, Step};
+use crate::report;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -36,19 +37,17 @@ pub(crate) enum Wait {
 /// nothing and queues no alarm.
 struct Waiting {
     slot: &'static Slot,
-    label: &'static str,
     limit: Option<Duration>,
     start: Instant,
     notice: Option<(Arc<Notice>, Alarm)>,
 }
 
 impl Waiting {
-    fn new(slot: &'static Slot, label: &'static str, limit: Option<Duration>) -> Waiting {
+    fn new(slot: &'static Slot, limit: Option<Duration>) -> Waiting {
         slot.set_waiting(true);
         let start = Instant::now();
         Waiting {
             slot,
-            label,
             limit,
             start,
             notice: None,
@@ -61,10 +60,9 @@ impl Waiting {
         if self.notice.is_some() || self.limit.is_some_and(|limit| limit <= NOTICE_AFTER) {
             return;
         }
-        let (slot, label, limit) = (self.slot, self.label, self.limit);
+        let (slot, limit) = (self.slot, self.limit);
         let notice = Arc::new(Notice {
             slot,
-            label,
             limit,
             done: AtomicBool::new(false),
         });
@@ -88,7 +86,6 @@ impl Drop for Waiting {
 /// blocked in flock(2) needs nobody to wake it for that.
 struct Notice {
     slot: &'static Slot,
-    label: &'static str,
     limit: Option<Duration>,
     done: AtomicBool,
 }
@@ -99,36 +96,35 @@ impl Wake for Notice {
             return;
         }
         let holder = self.slot.holder_now();
-        let (label, path) = (self.label, self.slot.path().display());
-        match self.limit {
-            Some(limit) => eprintln!(
-                "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; will wait up to {}",
-                Human(limit)
-            ),
-            None => eprintln!(
-                "lockattr: waiting for lock \"{label}\" ({path}), held by {holder}; waiting until it is free"
-            ),
-        }
+        let path = self.slot.path().display();
+        let what = match self.slot.name() {
+            Some(name) => format!("lock \"{name}\" ({path})"),
+            None => format!("lock file {path}"),
+        };
+        let until = match self.limit {
+            Some(limit) => format!("will wait up to {}", Human(limit)),
+            None => "waiting until it is free".to_owned(),
+        };
+        report::waiting(&what, &holder, &until);
     }
 }
 
 /// Takes the lock for `holder`, waiting on this thread as `wait` says.
 pub(crate) fn acquire_blocking(
     slot: &'static Slot,
-    label: &'static str,
     mode: LockMode,
     wait: Wait,
     holder: HolderId,
 ) -> Result<(), Error> {
     let limit = match wait {
-        Wait::No => return slot.try_now(label, mode, holder),
+        Wait::No => return slot.try_now(mode, holder),
         Wait::Forever => None,
         Wait::For(limit) => Some(limit),
     };
-    let mut waiting = Waiting::new(slot, label, limit);
+    let mut waiting = Waiting::new(slot, limit);
     // A limit too long for `Instant` is no limit.
     let deadline = limit.and_then(|limit| waiting.start.checked_add(limit));
-    slot.wait_blocking(label, mode, holder, deadline, &mut || waiting.arm())
+    slot.wait_blocking(mode, holder, deadline, &mut || waiting.arm())
 }
 
 /// A duration as the attribute spells it: `250ms`, `30s`, `5m`, `1h`.
@@ -152,7 +148,6 @@ impl std::fmt::Display for Human {
 /// it; dropping it withdraws from the wait.
 pub(crate) struct AcquireAsync {
     slot: &'static Slot,
-    label: &'static str,
     mode: LockMode,
     holder: HolderId,
     limit: Option<Duration>,
@@ -170,14 +165,12 @@ struct Started {
 impl AcquireAsync {
     pub(crate) fn new(
         slot: &'static Slot,
-        label: &'static str,
         mode: LockMode,
         limit: Option<Duration>,
         holder: HolderId,
     ) -> Self {
         AcquireAsync {
             slot,
-            label,
             mode,
             holder,
             limit,
@@ -192,21 +185,16 @@ impl Future for AcquireAsync {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let started = this.started.get_or_insert_with(|| Started {
-            waiting: Waiting::new(this.slot, this.label, this.limit),
+            waiting: Waiting::new(this.slot, this.limit),
             deadline: this
                 .limit
                 .and_then(|limit| Instant::now().checked_add(limit)),
             alarm: None,
         });
-        let outcome = match this
-            .slot
-            .poll_wait(this.label, this.mode, this.holder, cx.waker())
-        {
+        let outcome = match this.slot.poll_wait(this.mode, this.holder, cx.waker()) {
             Ok(Step::Held) => Ok(()),
             Err(err) => Err(err),
-            Ok(_) if started.deadline.is_some_and(|d| Instant::now() >= d) => {
-                Err(this.slot.busy(this.label))
-            }
+            Ok(_) if started.deadline.is_some_and(|d| Instant::now() >= d) => Err(this.slot.busy()),
             Ok(_) => {
                 started.waiting.arm();
                 if let Some(deadline) = started.deadline.filter(|_| started.alarm.is_none()) {

@@ -55,7 +55,7 @@ mod tests {
         drop(stop);
         holder.join().unwrap();
         assert!(err.is_busy(), "{err}");
-        assert_eq!(err.lock_name(), "crate-opt");
+        assert_eq!(err.lock_name(), Some("crate-opt"));
     }
 
     const REEXPORT: LockName = LockName::new("crate-opt-reexport");

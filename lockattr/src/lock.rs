@@ -1,0 +1,226 @@
+//! The public API behind the attribute: [`Lock`], its guard, and the
+//! helpers for scripts.
+
+use crate::error::{self, Error, ErrorKind};
+use crate::file::{self, LockMode};
+use crate::holder::HolderId;
+use crate::name::{self, LockName};
+use crate::place::{self, Place};
+use crate::registry::{self, Slot};
+use crate::wait::{self, Wait};
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A lock and how to take it: what `#[exclusive(...)]` expands to.
+///
+/// Every builder method is `const`, so a lock can be declared once:
+///
+/// ```
+/// use lockattr::{Lock, LockName};
+/// use std::time::Duration;
+///
+/// const CACHE: Lock = Lock::new(LockName::new("doc-cache")).shared().wait_for(Duration::from_secs(5));
+///
+/// let first = CACHE.acquire()?;
+/// let second = std::thread::spawn(|| CACHE.acquire().map(drop)).join().unwrap();
+/// assert!(second.is_ok(), "shared holders run together");
+/// drop(first);
+/// # Ok::<(), lockattr::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Lock {
+    pub(crate) place: Place,
+    pub(crate) mode: LockMode,
+    pub(crate) wait: Wait,
+}
+
+impl Lock {
+    /// An exclusive lock on `NAME.lock` in the default directory that does
+    /// not wait.
+    pub const fn new(name: LockName) -> Lock {
+        Lock {
+            place: Place::Named {
+                name: name.as_str(),
+                dir: None,
+            },
+            mode: LockMode::Exclusive,
+            wait: Wait::No,
+        }
+    }
+
+    /// A lock on exactly this file, which must be an absolute path.
+    pub const fn at_path(path: &'static str) -> Lock {
+        Lock {
+            place: Place::Path(path),
+            mode: LockMode::Exclusive,
+            wait: Wait::No,
+        }
+    }
+
+    /// Puts `NAME.lock` in `dir`, an absolute path, instead of the default
+    /// directory. No effect on a lock made with [`Lock::at_path`].
+    pub const fn dir(mut self, dir: &'static str) -> Lock {
+        if let Place::Named { name, .. } = self.place {
+            self.place = Place::Named {
+                name,
+                dir: Some(dir),
+            };
+        }
+        self
+    }
+
+    /// Takes the lock shared: shared holders run together; an exclusive
+    /// holder excludes everyone.
+    pub const fn shared(mut self) -> Lock {
+        self.mode = LockMode::Shared;
+        self
+    }
+
+    /// Waits until the lock is free instead of returning busy.
+    pub const fn wait(mut self) -> Lock {
+        self.wait = Wait::Forever;
+        self
+    }
+
+    /// Waits at most `limit`, then returns busy.
+    pub const fn wait_for(mut self, limit: Duration) -> Lock {
+        self.wait = Wait::For(limit);
+        self
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> Result<PathBuf, Error> {
+        self.place.resolve()
+    }
+
+    /// Takes the lock for this thread, or for the `#[exclusive]` task being
+    /// polled, waiting as the lock says.
+    pub fn acquire(&self) -> Result<Guard, Error> {
+        let hold = self.take(self.slot()?, HolderId::current())?;
+        Ok(Guard {
+            hold,
+            _thread: PhantomData,
+        })
+    }
+
+    /// The registry's slot for this lock's file, unless the configuration
+    /// forbids local locks.
+    pub(crate) fn slot(&self) -> Result<&'static Slot, Error> {
+        let path = self.path()?;
+        let name = self.place.name();
+        if let Some(refusal) = place::url_refusal(error::About::file(name, &path)) {
+            return Err(refusal);
+        }
+        Ok(registry::slot(name, &path))
+    }
+
+    pub(crate) fn take(&self, slot: &'static Slot, holder: HolderId) -> Result<Hold, Error> {
+        wait::acquire_blocking(slot, self.mode, self.wait, holder)?;
+        Ok(Hold { slot, holder })
+    }
+}
+
+/// The lock file that `#[exclusive(NAME)]` uses in this process, made to
+/// exist, for shell scripts that share the lock through `flock(1)`.
+///
+/// The file is created if missing exactly as a lock would create it (mode
+/// 0644 whatever the umask, never through a symlink), so that a script can
+/// open it read-only. That matters: `flock FILE cmd` opens with `O_CREAT`,
+/// which fails as root under `fs.protected_regular` on a file another user
+/// created, and creates a private file under a restrictive umask. A script
+/// should open the file read-only on a descriptor of its own instead:
+///
+/// ```sh
+/// lock=$(mytool lock-path) || exit 1    # mytool prints lockattr::lock_path("build-deploy")
+/// ( flock -n 9 || exit 75; make ) 9<"$lock"
+/// ```
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("lockattr-doc-lock-path-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// # lockattr::set_default_dir(&dir)?;
+/// let path = lockattr::lock_path("build-deploy")?;
+/// assert!(path.ends_with("build-deploy.lock"));
+/// assert!(path.is_file(), "made to exist for flock(1)");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Config`] for an invalid name, a relative `LOCKATTR_DIR`,
+/// or when `LOCKATTR_URL` is set (the lock is then not a local file); and
+/// whatever opening the file can fail with, as for a lock.
+pub fn lock_path(name: &str) -> Result<PathBuf, Error> {
+    let about = error::About {
+        name: Some(name),
+        path: None,
+    };
+    if let Err(rule) = name::check(name) {
+        let text = format!("invalid lock name: {rule}, as in `build-deploy`");
+        return Err(Error::other(ErrorKind::Config, about, text));
+    }
+    let mut path = place::default_dir(Some(name))?.join(name);
+    path.as_mut_os_string().push(".lock");
+    let about = error::About::file(Some(name), &path);
+    if let Some(refusal) = place::url_refusal(about) {
+        return Err(refusal);
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .expect("a checked name and an absolute directory without NUL");
+    let ctx = file::Ctx {
+        name: Some(name),
+        path: &path,
+        c_path: &c_path,
+    };
+    drop(file::open(ctx)?);
+    Ok(path)
+}
+
+/// Closes what this process keeps open between holds of the locks that it
+/// neither holds nor waits for now: one descriptor per lock file (for its
+/// first 64 lock files), which saves reopening the file on the next hold
+/// but keeps its file system busy for `umount`. The next hold opens the
+/// file again. A process also keeps a few hundred bytes per distinct lock
+/// file for its lifetime; that memory stays.
+pub fn close_idle() {
+    registry::close_idle();
+}
+
+/// Holds a lock until dropped. It belongs to the thread that took it, so it
+/// is not `Send`: moving it to another thread would let the first thread
+/// re-enter while the second still works.
+#[must_use = "the lock is released when the guard drops"]
+pub struct Guard {
+    hold: Hold,
+    _thread: PhantomData<*const ()>,
+}
+
+impl Guard {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        self.hold.slot.path()
+    }
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("path", &self.path()).finish()
+    }
+}
+
+/// One hold of a lock by one holder; dropping it ends the hold.
+#[must_use = "the lock is released when the guard drops"]
+#[doc(hidden)]
+pub struct Hold {
+    pub(crate) slot: &'static Slot,
+    pub(crate) holder: HolderId,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.slot.release(self.holder);
+    }
+}
