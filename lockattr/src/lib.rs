@@ -97,6 +97,8 @@ compile_error!(
 #[cfg(unix)]
 mod error;
 #[cfg(unix)]
+mod exit;
+#[cfg(unix)]
 mod file;
 #[cfg(unix)]
 mod holder;
@@ -130,6 +132,8 @@ pub mod __private {
 
 #[cfg(unix)]
 pub use error::{Error, ErrorKind, Holder};
+#[cfg(unix)]
+pub use exit::{EXIT_BUSY, exit_code};
 #[cfg(unix)]
 pub use lock::{Guard, Hold, Lock, close_idle, lock_path};
 #[doc(inline)]

@@ -1,0 +1,148 @@
+//! A lock file deleted or replaced while it is held. flock(2) locks the
+//! inode, not the name: once the name points elsewhere, the next caller
+//! locks a new file and runs beside the holder. No lock library can stop
+//! that; the holder notices when it lets go and says so loudly.
+
+mod agent;
+mod common;
+
+use agent::{Agent, Reply, TempDir, Watchdog};
+use std::io::{BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Stdio};
+
+const WARNING: &str = "WARNING: exclusion may have been broken";
+
+#[test]
+#[ignore = "only as a child process of another test"]
+fn child() {
+    let Some(role) = common::role() else {
+        return;
+    };
+    match role.as_str() {
+        agent::ROLE => agent::serve(),
+        // Holds until a line comes on stdin, then lets go and exits.
+        "hold" => {
+            let dir = std::env::var("LOCKATTR_TEST_DIR").expect("LOCKATTR_TEST_DIR");
+            let name = std::env::var("LOCKATTR_TEST_NAME").expect("LOCKATTR_TEST_NAME");
+            let lock =
+                lockattr::Lock::new(lockattr::LockName::try_new(common::leak(name)).unwrap())
+                    .dir(common::leak(dir));
+            let guard = lock.acquire().expect("the holder takes the free lock");
+            println!("HELD");
+            let _ = std::io::stdin().read_line(&mut String::new());
+            drop(guard);
+            println!("RELEASED");
+        }
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+struct Holder {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    _watchdog: Watchdog,
+}
+
+fn start_holder(dir: &TempDir, name: &str) -> Holder {
+    let mut cmd = common::spawn_role("hold");
+    cmd.env("LOCKATTR_TEST_DIR", dir.path())
+        .env("LOCKATTR_TEST_NAME", name)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start the holder");
+    let watchdog = Watchdog::new(child.id(), agent::CHILD_LIMIT);
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    common::wait_for_line(&mut out, "HELD");
+    Holder {
+        child,
+        out,
+        _watchdog: watchdog,
+    }
+}
+
+impl Holder {
+    /// Tells the holder to let go; returns what it wrote on stderr.
+    fn release(mut self) -> String {
+        let mut stdin = self.child.stdin.take().expect("piped stdin");
+        writeln!(stdin).expect("tell the holder to let go");
+        drop(stdin);
+        common::wait_for_line(&mut self.out, "RELEASED");
+        let output = self.child.wait_with_output().expect("the holder exits");
+        assert!(output.status.success(), "the holder failed: {output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+fn replace(path: &Path) {
+    let other = path.with_extension("new");
+    std::fs::write(&other, "").expect("write the replacement");
+    std::fs::rename(&other, path).expect("rename it over the lock file");
+}
+
+/// What lockattr documents it cannot prevent: after `rm` (or `mv` over the
+/// file), a second process locks a new file and both hold "the" lock. The
+/// first one then warns, naming the lock, the file and what happened, in a
+/// line that starts with the program's name.
+#[test]
+fn deleting_a_held_file_lets_a_second_holder_in_and_the_first_warns() {
+    for how in ["deleted", "replaced"] {
+        let dir = TempDir::new(how);
+        let name = format!("lost-{how}");
+        let a = start_holder(&dir, &name);
+        let path = dir.path().join(format!("{name}.lock"));
+        let before = std::fs::metadata(&path).unwrap().ino();
+        if how == "deleted" {
+            std::fs::remove_file(&path).unwrap();
+        } else {
+            replace(&path);
+        }
+
+        // The overlap itself: B runs while A still holds its orphaned file.
+        let mut b = Agent::start(&name, Some(dir.path()));
+        assert_eq!(b.lock(), Reply::Held, "B locks the new file at the path");
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), before);
+
+        // By now the path names B's file: replaced, or deleted and made again.
+        let line = warning(&a.release(), how);
+        assert!(line.contains("was replaced"), "says what happened: {line}");
+        assert!(
+            line.contains(&path.display().to_string()),
+            "names the file: {line}"
+        );
+        assert!(line.contains(&name), "names the lock: {line}");
+        let program = std::env::current_exe().unwrap();
+        let program = program.file_name().unwrap().to_string_lossy();
+        assert!(
+            line.starts_with(&format!("{program}: ")),
+            "starts with the program: {line}"
+        );
+        b.unlock();
+    }
+}
+
+/// Deleted and not made again: the warning says deleted.
+#[test]
+fn a_held_file_deleted_for_good_is_reported_deleted() {
+    let dir = TempDir::new("gone");
+    let a = start_holder(&dir, "gone");
+    std::fs::remove_file(dir.path().join("gone.lock")).unwrap();
+    let line = warning(&a.release(), "deleted for good");
+    assert!(line.contains("was deleted"), "says what happened: {line}");
+}
+
+fn warning(stderr: &str, how: &str) -> String {
+    let line = stderr.lines().find(|line| line.contains(WARNING));
+    let line = line.unwrap_or_else(|| panic!("no warning from the holder ({how}): {stderr:?}"));
+    line.to_owned()
+}
+
+/// A holder whose file stays in place says nothing when it lets go.
+#[test]
+fn an_undisturbed_holder_lets_go_quietly() {
+    let dir = TempDir::new("quiet");
+    let a = start_holder(&dir, "quiet");
+    let stderr = a.release();
+    assert!(!stderr.contains(WARNING), "a false alarm: {stderr:?}");
+}
