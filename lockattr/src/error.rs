@@ -187,7 +187,9 @@ impl Error {
     }
 
     pub(crate) fn busy(about: About<'_>, holder: Holder) -> Error {
-        Error::new(ErrorKind::Busy, about, Detail::Busy(holder))
+        let err = Error::new(ErrorKind::Busy, about, Detail::Busy(holder));
+        crate::exit::note_busy(&err);
+        err
     }
 
     /// `action` completes "cannot ... lock file": "open", "create", "lock",

@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::who::program;
 use std::process::ExitCode;
+use std::sync::{Mutex, PoisonError};
 
 /// The exit status for "busy, try again later": `EX_TEMPFAIL` from
 /// `sysexits.h`, what `flock -E 75` users choose.
@@ -66,5 +67,20 @@ fn is_busy(err: &(dyn std::error::Error + 'static)) -> bool {
         }
         next = err.source();
     }
-    false
+    // `anyhow::Error` boxes our error in a type of its own that cannot be
+    // downcast; its message is ours, word for word.
+    let message = err.to_string();
+    LAST_BUSY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_deref()
+        .is_some_and(|busy| busy == message)
+}
+
+/// The message of the last busy error made in this process, so that
+/// [`exit_code`] can recognise it inside error types it cannot look into.
+static LAST_BUSY: Mutex<Option<String>> = Mutex::new(None);
+
+pub(crate) fn note_busy(err: &Error) {
+    *LAST_BUSY.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
 }

@@ -1,0 +1,333 @@
+//! What a shell script sees: exit statuses that tell busy from failure,
+//! lines that start with the program's name, and a lock file it can hand to
+//! `flock(1)` without falling into the `O_CREAT` trap.
+//!
+//! Each test works in its own directory; the tools are child processes
+//! (this binary in a role) whose default directory comes from
+//! `LOCKATTR_DIR`, as an operator would set it.
+
+mod agent;
+mod common;
+
+use agent::{Agent, Reply, TempDir, Watchdog};
+use lockattr::{LockName, exclusive};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOOL: LockName = LockName::new("scripts-tool");
+
+#[test]
+#[ignore = "only as a child process of another test"]
+fn child() {
+    let Some(role) = common::role() else {
+        return;
+    };
+    let code = match role.as_str() {
+        agent::ROLE => agent::serve(),
+        "anyhow" => lockattr::exit_code(anyhow_tool()),
+        "context" => lockattr::exit_code(context_tool()),
+        "io" => lockattr::exit_code(io_tool()),
+        "boxed" => lockattr::exit_code(boxed_tool()),
+        "body-error" => lockattr::exit_code(body_error_tool()),
+        "unit" => {
+            unit_tool();
+            ExitCode::SUCCESS
+        }
+        "waiting" => lockattr::exit_code(waiting_tool()),
+        "lock-path" => match lockattr::lock_path(TOOL.as_str()) {
+            Ok(path) => {
+                println!("PATH {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                println!("ERR {:?} {err}", err.kind());
+                ExitCode::FAILURE
+            }
+        },
+        other => panic!("unknown role {other:?}"),
+    };
+    // What `fn main() -> ExitCode` would exit with.
+    let status = (0..=u8::MAX)
+        .find(|&n| ExitCode::from(n) == code)
+        .expect("a u8 status");
+    std::process::exit(status.into());
+}
+
+#[exclusive(TOOL)]
+fn anyhow_tool() -> anyhow::Result<()> {
+    println!("RAN");
+    Ok(())
+}
+
+#[exclusive(TOOL)]
+fn locked_step() -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn context_tool() -> anyhow::Result<()> {
+    use anyhow::Context;
+    locked_step().context("deploying to staging")?;
+    println!("RAN");
+    Ok(())
+}
+
+#[exclusive(TOOL)]
+fn io_tool() -> std::io::Result<()> {
+    println!("RAN");
+    Ok(())
+}
+
+#[exclusive(TOOL)]
+fn boxed_tool() -> Result<(), Box<dyn std::error::Error>> {
+    println!("RAN");
+    Ok(())
+}
+
+#[exclusive(TOOL)]
+fn body_error_tool() -> anyhow::Result<()> {
+    anyhow::bail!("the build broke")
+}
+
+#[exclusive(TOOL)]
+fn unit_tool() {
+    println!("RAN");
+}
+
+#[exclusive(TOOL, wait = "20s")]
+fn waiting_tool() -> anyhow::Result<()> {
+    println!("RAN");
+    Ok(())
+}
+
+fn program() -> String {
+    let exe = std::env::current_exe().unwrap();
+    exe.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn tool(role: &str, dir: &std::path::Path) -> Command {
+    let mut cmd = common::spawn_role(role);
+    cmd.env("LOCKATTR_DIR", dir);
+    cmd
+}
+
+fn run(cmd: Command) -> Output {
+    agent::output(cmd)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The rest of the first stdout line that starts with `prefix` (libtest
+/// prints its own lines around the child's).
+fn field(output: &Output, prefix: &str) -> Option<String> {
+    let out = stdout(output);
+    let line = out.lines().find_map(|line| line.strip_prefix(prefix));
+    line.map(str::to_owned)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `exit_code` maps busy to 75 for every `Result` shape a tool returns
+/// (anyhow, anyhow with context, `io::Result`, `Box<dyn Error>`), prints the
+/// error once starting with the program's name, and exits 0 when it ran.
+#[test]
+fn busy_exits_75_and_free_exits_0() {
+    for role in ["anyhow", "context", "io", "boxed"] {
+        let dir = TempDir::new("exit");
+        let ran = run(tool(role, dir.path()));
+        assert_eq!(ran.status.code(), Some(0), "{role} free: {ran:?}");
+        assert!(stdout(&ran).contains("RAN"));
+
+        let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
+        assert_eq!(holder.lock(), Reply::Held);
+        let busy = run(tool(role, dir.path()));
+        assert_eq!(busy.status.code(), Some(75), "{role} busy: {busy:?}");
+        assert!(
+            !stdout(&busy).contains("RAN"),
+            "{role}: the body did not run"
+        );
+        let text = stderr(&busy);
+        let line = text.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with(&format!("{}: ", program())),
+            "{role}: {text:?}"
+        );
+        assert!(line.contains("is busy"), "{role}: {line}");
+        agent::assert_names_pid(line, holder.pid());
+        assert_eq!(text.lines().count(), 1, "{role}: one line: {text:?}");
+        if role == "context" {
+            assert!(
+                line.contains("deploying to staging: lock"),
+                "keeps the context: {line}"
+            );
+        }
+    }
+}
+
+/// A real failure stays 1: a setup error (the directory is missing) and the
+/// body's own error.
+#[test]
+fn failures_exit_1() {
+    let missing = std::path::Path::new("/nonexistent-lockattr-scripts-dir");
+    let failed = run(tool("anyhow", missing));
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    let text = stderr(&failed);
+    assert!(
+        text.starts_with(&format!("{}: cannot ", program())),
+        "{text:?}"
+    );
+    assert!(text.contains("No such file or directory"), "{text:?}");
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "said once: {text:?}"
+    );
+
+    let dir = TempDir::new("body-error");
+    let failed = run(tool("body-error", dir.path()));
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(stderr(&failed).contains("the build broke"));
+}
+
+/// The busy line of a `()` tool starts with the program's name (and such a
+/// tool exits 0 when busy: SPEC's choice, which the README warns about).
+#[test]
+fn the_busy_line_of_a_unit_tool_starts_with_the_program() {
+    let dir = TempDir::new("unit");
+    let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
+    assert_eq!(holder.lock(), Reply::Held);
+    let busy = run(tool("unit", dir.path()));
+    assert_eq!(busy.status.code(), Some(0));
+    assert!(!stdout(&busy).contains("RAN"));
+    let text = stderr(&busy);
+    assert!(
+        text.starts_with(&format!(
+            "{}: not running: lock \"scripts-tool\"",
+            program()
+        )),
+        "{text:?}"
+    );
+    agent::assert_names_pid(&text, holder.pid());
+}
+
+/// The waiting notice starts with the program's name too; the tool runs
+/// once the holder lets go.
+#[test]
+fn the_waiting_notice_starts_with_the_program() {
+    let dir = TempDir::new("notice");
+    let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
+    assert_eq!(holder.lock(), Reply::Held);
+    let mut cmd = tool("waiting", dir.path());
+    cmd.stderr(Stdio::piped());
+    let mut waiter = cmd.spawn().expect("start the waiting tool");
+    let _watchdog = Watchdog::new(waiter.id(), agent::CHILD_LIMIT);
+    let mut err = BufReader::new(waiter.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !line.contains("waiting for") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the tool ended without a notice"
+        );
+        assert!(Instant::now() < deadline, "no notice within 10 s");
+    }
+    assert!(
+        line.starts_with(&format!("{}: waiting for lock", program())),
+        "{line:?}"
+    );
+    agent::assert_names_pid(&line, holder.pid());
+    holder.unlock();
+    let status = waiter.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "ran after the wait");
+}
+
+// ------------------------------------------------------------ lock_path
+
+/// `lock_path` makes the file exist, with mode 0644 even under umask 077,
+/// so that a script can open it read-only.
+#[test]
+fn lock_path_makes_a_shared_file() {
+    let dir = TempDir::new("lock-path");
+    let output = run(umask(tool("lock-path", dir.path()), "077"));
+    assert!(output.status.success(), "{output:?}");
+    let path = dir.path().join("scripts-tool.lock");
+    assert_eq!(field(&output, "PATH "), Some(path.display().to_string()));
+    let meta = std::fs::symlink_metadata(&path).expect("the file exists");
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+}
+
+/// With `LOCKATTR_URL` set the lock is not a local file: `lock_path` says
+/// so instead of handing a script a file nobody else locks.
+#[test]
+fn lock_path_refuses_under_lockattr_url() {
+    let dir = TempDir::new("lock-path-url");
+    let mut cmd = tool("lock-path", dir.path());
+    cmd.env("LOCKATTR_URL", "postgres://ci@db.example/locks");
+    let output = run(cmd);
+    assert!(!output.status.success());
+    let err = field(&output, "ERR ").unwrap_or_default();
+    assert!(err.starts_with("Config "), "{output:?}");
+    assert!(err.contains("LOCKATTR_URL"), "{err}");
+    assert!(
+        !dir.path().join("scripts-tool.lock").exists(),
+        "no local file made"
+    );
+}
+
+/// The README's recipe: the script opens the file read-only on its own
+/// descriptor and exits 75 when busy. (The multi-user and
+/// `fs.protected_regular` cases are in `tests/users.rs`.)
+#[test]
+fn the_flock_recipe_excludes_and_exits_75_when_busy() {
+    if !common::require_command("the_flock_recipe_excludes_and_exits_75_when_busy", "flock") {
+        return;
+    }
+    let dir = TempDir::new("recipe");
+    let path = field(&run(tool("lock-path", dir.path())), "PATH ").expect("a path");
+    let recipe = |path: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            r#"( flock -n 9 || exit 75; echo RAN ) 9<"$1""#,
+            "sh",
+            path,
+        ]);
+        run(cmd)
+    };
+    let free = recipe(&path);
+    assert_eq!(free.status.code(), Some(0), "{free:?}");
+    assert_eq!(stdout(&free).trim(), "RAN");
+
+    let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
+    assert_eq!(holder.lock(), Reply::Held);
+    let busy = recipe(&path);
+    assert_eq!(busy.status.code(), Some(75), "{busy:?}");
+    holder.unlock();
+    assert_eq!(recipe(&path).status.code(), Some(0));
+    let mode = std::fs::metadata(&path).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o644);
+}
+
+/// Runs `cmd` under `umask` (through `sh -c 'umask M; exec ...'`).
+fn umask(cmd: Command, mask: &str) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => sh.env(key, value),
+            None => sh.env_remove(key),
+        };
+    }
+    sh.stdout(Stdio::piped());
+    sh
+}
