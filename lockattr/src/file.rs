@@ -424,7 +424,8 @@ fn find_flock_holder(locks: &str, key: &str) -> Option<u32> {
     locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
-            [_, "FLOCK", _, _, pid, id, ..] if *id == key => pid.parse().ok(),
+            // A holder outside our pid namespace is listed as pid 0.
+            [_, "FLOCK", _, _, pid, id, ..] if *id == key => pid.parse().ok().filter(|&p| p != 0),
             _ => None,
         }
     })
@@ -449,9 +450,15 @@ mod tests {
         let locks = "1: POSIX  ADVISORY  WRITE 11 fe:01:99 0 EOF\n\
                      2: FLOCK  ADVISORY  WRITE 4242 fe:01:99 0 EOF\n\
                      2: -> FLOCK  ADVISORY  WRITE 77 fe:01:99 0 EOF\n\
-                     3: FLOCK  ADVISORY  READ 5 fe:01:100 0 EOF\n";
+                     3: FLOCK  ADVISORY  READ 5 fe:01:100 0 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 0 fe:01:101 0 EOF\n";
         assert_eq!(find_flock_holder(locks, "fe:01:99"), Some(4242));
         assert_eq!(find_flock_holder(locks, "fe:01:100"), Some(5));
         assert_eq!(find_flock_holder(locks, "fe:01:1"), None);
+        assert_eq!(
+            find_flock_holder(locks, "fe:01:101"),
+            None,
+            "pid 0: not in our pid namespace"
+        );
     }
 }

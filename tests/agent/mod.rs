@@ -68,6 +68,16 @@ pub fn serve() -> ! {
                     .expect("a path")
                     .display()
             ),
+            "lock-message" => match lock.acquire() {
+                Ok(guard) => {
+                    guards.push(guard);
+                    "HELD".to_owned()
+                }
+                Err(err) if err.is_busy() => format!("BUSY {err}"),
+                Err(err) => describe(&err),
+            },
+            "proc" if Path::new("/proc/self").exists() => "PROC present".to_owned(),
+            "proc" => "PROC absent".to_owned(),
             "umask" => {
                 let mask = rustix::process::umask(rustix::fs::Mode::empty());
                 rustix::process::umask(mask);
@@ -196,11 +206,20 @@ impl Agent {
     /// The same, with `setup` adding environment variables.
     pub fn start_with(name: &str, dir: Option<&Path>, setup: impl FnOnce(&mut Command)) -> Agent {
         let mut cmd = common::spawn_role(ROLE);
-        cmd.env(NAME, name).stdin(Stdio::piped());
+        setup(&mut cmd);
+        Agent::from_command(cmd, name, dir)
+    }
+
+    /// An agent from a command that ends up running this test binary as
+    /// [`common::spawn_role`] does (through `unshare`, say).
+    pub fn from_command(mut cmd: Command, name: &str, dir: Option<&Path>) -> Agent {
+        cmd.env("LOCKATTR_TEST_ROLE", ROLE)
+            .env(NAME, name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         if let Some(dir) = dir {
             cmd.env(DIR, dir);
         }
-        setup(&mut cmd);
         let mut child = cmd.spawn().expect("start an agent");
         let watchdog = Watchdog::new(child.id(), CHILD_LIMIT);
         let stdin = child.stdin.take();
