@@ -61,11 +61,29 @@
 //! `/run/lock` if it is a world-writable sticky directory; else `/tmp`.
 //! [`lock_path`] tells a shell script which file to hand to `flock(1)`.
 //!
-//! The file is created with mode 0644 whatever the umask, opened read-only
-//! (so `fs.protected_regular` does not stop root from opening a file another
-//! user created), never through a symlink, only if it is a regular file, and
-//! never deleted. After locking, the path must still name the locked file,
-//! else the lock starts over.
+//! The file is created with mode 0644 whatever the umask (and no other user
+//! ever sees it with a narrower one), opened read-only (so
+//! `fs.protected_regular` does not stop root from opening a file another
+//! user created), never through a symlink, only if it is a regular file,
+//! and never deleted. After locking, the path must still name the locked
+//! file, else the lock starts over: that protects a caller that opened the
+//! file just before it was replaced. A file deleted or replaced *while
+//! held* cannot be protected by flock: the next caller locks a new file and
+//! runs beside the holder. The holder notices when it lets go and prints a
+//! loud warning; lock files must never be removed (`rm /run/lock/*.lock`,
+//! `/tmp` cleaners).
+//!
+//! [`set_default_dir`] pins a program's default directory, so that a caller
+//! with `LOCKATTR_DIR` set and one without (or a service with a private
+//! `/tmp`) cannot end up locking different files. [`close_idle`] closes the
+//! descriptors kept open between holds.
+//!
+//! # Shell scripts
+//!
+//! `lockattr::exit_code(run())` at the end of `main` exits 0 when the
+//! function ran, [`EXIT_BUSY`] (75, `EX_TEMPFAIL`) when its lock was busy
+//! and 1 when it failed, so `tool build && tool deploy` stops after a
+//! skipped build. [`lock_path`] gives a script the lock file for `flock(1)`.
 //!
 //! `LOCKATTR_URL` (read once per process) is reserved for a network backend
 //! this release does not have: when it is set, every lock is an error rather
