@@ -334,6 +334,22 @@ pub(crate) enum Named {
     Replaced,
 }
 
+/// Whether the file we hold lost its name, asked at release. `fstat` of the
+/// descriptor costs a fraction of a path look-up, and a link count of zero
+/// is what `rm`, a `/tmp` cleaner and `mv` or `cp` over the file leave; a
+/// file renamed elsewhere keeps its link and is found by the next hold's
+/// path check instead.
+pub(crate) fn lost(fd: BorrowedFd<'_>, c_path: &CStr, identity: Identity) -> Option<Named> {
+    let st = retry(|| rustix::fs::fstat(fd)).ok()?;
+    if st.st_nlink > 0 {
+        return None;
+    }
+    match named(c_path, identity) {
+        Ok(Named::Replaced) => Some(Named::Replaced),
+        _ => Some(Named::Deleted),
+    }
+}
+
 pub(crate) fn named(c_path: &CStr, identity: Identity) -> Result<Named, Errno> {
     match retry(|| rustix::fs::lstat(c_path)) {
         Ok(st) if Identity::of(&st) == identity => Ok(Named::Same),

@@ -10,7 +10,7 @@
 //! checking the path costs less than opening the file again.
 
 use crate::error::{About, Error, ErrorKind, Holder};
-use crate::file::{self, Ctx, Identity, LockMode, Named, Try};
+use crate::file::{self, Ctx, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
 use rustix::io::Errno;
@@ -333,16 +333,15 @@ impl Slot {
         }
         let mut st = self.state();
         if st.release(holder) {
-            if let Some((_, identity)) = st.file {
-                match file::named(&self.c_path, identity) {
-                    Ok(Named::Same) | Err(_) => {}
-                    Ok(lost) => {
-                        // Our descriptor locks an orphan: the next hold opens
-                        // what the path names now.
-                        st.forget_file();
-                        crate::report::lost_file(self.name(), &self.path, lost);
-                    }
-                }
+            let lost = st
+                .file
+                .as_ref()
+                .and_then(|(fd, identity)| file::lost(fd.as_fd(), &self.c_path, *identity));
+            if let Some(lost) = lost {
+                // Our descriptor locks an orphan: the next hold opens what
+                // the path names now.
+                st.forget_file();
+                crate::report::lost_file(self.name(), &self.path, lost);
             }
             st.unlock();
         }

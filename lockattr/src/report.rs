@@ -30,7 +30,7 @@ pub(crate) fn lost_file(name: Option<&str>, path: &Path, lost: Named) {
         None => "the lock".to_owned(),
     };
     let what = match lost {
-        Named::Deleted => "was deleted (`rm`, a /tmp cleaner, or `mv` elsewhere)",
+        Named::Deleted => "was deleted (`rm`, a /tmp cleaner)",
         _ => "was replaced by another file (`mv` or `cp` over it, or deleted and made again)",
     };
     eprintln!(
