@@ -1,0 +1,162 @@
+//! Everyone must reach the same file. Two silent splits, and the cure: a
+//! caller with `LOCKATTR_DIR` set beside one without, and the `/tmp`
+//! fallback inside a service with a private `/tmp` (systemd's
+//! `PrivateTmp=yes`, simulated with `unshare --mount`). A program that pins
+//! its directory with `lockattr::set_default_dir` is not split by either.
+
+mod agent;
+mod common;
+
+use agent::{Agent, Reply, TempDir};
+use lockattr::{ErrorKind, Lock, LockName};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PIN: &str = "LOCKATTR_TEST_PIN";
+
+#[test]
+#[ignore = "only as a child process of another test"]
+fn child() {
+    let Some(role) = common::role() else {
+        return;
+    };
+    match role.as_str() {
+        agent::ROLE => {
+            if let Ok(pin) = std::env::var(PIN) {
+                lockattr::set_default_dir(&pin).expect("pin the directory");
+            }
+            agent::serve()
+        }
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// A directory visible in every mount namespace these tests make (not
+/// under `/tmp`, which some of them replace), removed when dropped.
+struct Shared(PathBuf);
+
+impl Shared {
+    fn new(tag: &str) -> Shared {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        Shared(dir)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One caller with `LOCKATTR_DIR` pointing elsewhere locks another file:
+/// the split. The same caller with the program's directory pinned is not
+/// split: `LOCKATTR_DIR` cannot override `set_default_dir`.
+#[test]
+fn lockattr_dir_splits_callers_unless_the_program_pins_its_directory() {
+    let ours = TempDir::new("pinned");
+    let elsewhere = TempDir::new("elsewhere");
+    let name = common::unique_name("pin");
+    let mut holder = Agent::start_with(&name, None, |cmd| {
+        cmd.env(PIN, ours.path());
+    });
+    assert_eq!(
+        holder.path("path"),
+        ours.path().join(format!("{name}.lock"))
+    );
+    assert_eq!(holder.lock(), Reply::Held);
+
+    let mut split = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", elsewhere.path());
+    });
+    assert_eq!(
+        split.lock(),
+        Reply::Held,
+        "the split: another file, no exclusion"
+    );
+
+    let mut pinned = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", elsewhere.path())
+            .env(PIN, ours.path());
+    });
+    agent::assert_busy_by(&pinned.lock(), holder.pid(), "pinned despite LOCKATTR_DIR");
+}
+
+/// Pinning after the first lock settled the directory on another one is
+/// an error, never a silent second directory.
+#[test]
+fn pinning_too_late_is_an_error() {
+    let first = TempDir::new("first");
+    let later = TempDir::new("later");
+    lockattr::set_default_dir(first.path()).expect("the first pin");
+    lockattr::set_default_dir(first.path()).expect("the same pin again is fine");
+    drop(
+        Lock::new(LockName::new("pin-late"))
+            .acquire()
+            .expect("a lock"),
+    );
+    let err = lockattr::set_default_dir(later.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let text = err.to_string();
+    assert!(text.contains(&first.path().display().to_string()), "{text}");
+    assert!(text.contains("before the first lock"), "{text}");
+    let relative = lockattr::set_default_dir("relative/dir").unwrap_err();
+    assert_eq!(relative.kind(), ErrorKind::Config);
+}
+
+/// Where `/run/lock` is missing the default is `/tmp`, and a service with
+/// a private `/tmp` locks a file nobody else sees: both hold "the" lock. A
+/// directory every caller sees, pinned, excludes them again.
+#[test]
+fn a_private_tmp_splits_the_tmp_fallback_unless_pinned() {
+    let test = "a_private_tmp_splits_the_tmp_fallback_unless_pinned";
+    if !common::require_root(test) || !common::require_command(test, "unshare") {
+        return;
+    }
+    let name = common::unique_name("privtmp");
+    let shared = Shared::new("privtmp");
+    // Both callers: no /run/lock they may use, so the default is /tmp.
+    let no_run_lock = "mount -t tmpfs -o mode=0755 none /run/lock";
+    let mut host = in_namespace(no_run_lock, &name, None);
+    let host_file = PathBuf::from(format!("/tmp/{name}.lock"));
+    assert_eq!(host.path("path"), host_file);
+    assert_eq!(host.lock(), Reply::Held);
+
+    let private_tmp = format!("{no_run_lock} && mount -t tmpfs none /tmp");
+    let mut service = in_namespace(&private_tmp, &name, None);
+    assert_eq!(service.path("path"), host_file, "the same path...");
+    assert_eq!(
+        service.lock(),
+        Reply::Held,
+        "...but its own /tmp: the split"
+    );
+
+    let mut host_pinned = in_namespace(no_run_lock, &name, Some(&shared.0));
+    assert_eq!(host_pinned.lock(), Reply::Held);
+    let mut service_pinned = in_namespace(&private_tmp, &name, Some(&shared.0));
+    agent::assert_busy_by(
+        &service_pinned.lock(),
+        host_pinned.pid(),
+        "pinned to a directory both see",
+    );
+    drop((host, service, host_pinned, service_pinned));
+    let _ = std::fs::remove_file(host_file);
+}
+
+/// An agent for `name` (default directory, or `pin`) in a new mount
+/// namespace prepared by `setup`. Its pid is that of `unshare`, which
+/// execs the shell, which execs the agent: one process.
+fn in_namespace(setup: &str, name: &str, pin: Option<&Path>) -> Agent {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c"])
+        .arg(format!("{setup} && exec \"$0\" \"$@\""))
+        .arg(std::env::current_exe().unwrap())
+        .args(common::spawn_role(agent::ROLE).get_args())
+        .env_remove("LOCKATTR_DIR");
+    if let Some(pin) = pin {
+        cmd.env(PIN, pin);
+    }
+    Agent::from_command(cmd, name, None)
+}
