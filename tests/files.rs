@@ -451,7 +451,7 @@ fn lock_path_names_the_file_the_attribute_locks() {
     let lock = lockattr::Lock::new(lockattr::LockName::new("files-lock-path"));
     assert_eq!(lock.path().unwrap(), path);
     let guard = lock.acquire().unwrap();
-    assert_eq!(guard.path(), path);
+    assert_eq!(guard.path(), Some(path.as_path()));
     let mut other = Agent::start("files-lock-path", None);
     assert_eq!(other.path("lock-path"), path);
     agent::assert_busy_by(&other.lock(), std::process::id(), "the same file");

@@ -134,14 +134,32 @@ impl fmt::Display for Holder {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// Boxed, so that a `Result` of lockattr costs a pointer, not a message.
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     /// The lock's name; `None` for a lock given by its path, and for a
     /// configuration problem that concerns no particular lock.
     name: Option<String>,
-    /// The lock file; `None` when no file is concerned.
-    path: Option<PathBuf>,
+    /// Where the lock is; `None` when the error concerns no particular one.
+    at: Option<Location>,
     detail: Detail,
+}
+
+/// Where a lock lives: a file, or a key of a PostgreSQL server.
+#[derive(Clone)]
+pub(crate) enum Location {
+    File(PathBuf),
+    Advisory { server: String, key: i64 },
+}
+
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) enum LocationRef<'a> {
+    File(&'a Path),
+    Advisory { server: &'a str, key: i64 },
 }
 
 enum Detail {
@@ -154,36 +172,74 @@ enum Detail {
     Text(String),
 }
 
+/// Every `Os` detail is made from an errno, so it can be made again.
+impl Clone for Detail {
+    fn clone(&self) -> Detail {
+        match self {
+            Detail::Busy(holder) => Detail::Busy(holder.clone()),
+            Detail::Os {
+                action,
+                source,
+                hint,
+            } => Detail::Os {
+                action,
+                source: match source.raw_os_error() {
+                    Some(errno) => io::Error::from_raw_os_error(errno),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+                hint: hint.clone(),
+            },
+            Detail::Text(text) => Detail::Text(text.clone()),
+        }
+    }
+}
+
 /// What an error is about: a lock's name (or `None` for `path = ...`
-/// locks) and its file.
+/// locks) and where it lives.
 #[derive(Clone, Copy)]
 pub(crate) struct About<'a> {
     pub(crate) name: Option<&'a str>,
-    pub(crate) path: Option<&'a Path>,
+    pub(crate) at: Option<LocationRef<'a>>,
 }
 
 impl<'a> About<'a> {
     pub(crate) fn file(name: Option<&'a str>, path: &'a Path) -> About<'a> {
         About {
             name,
-            path: Some(path),
+            at: Some(LocationRef::File(path)),
         }
+    }
+
+    pub(crate) fn named(name: Option<&'a str>) -> About<'a> {
+        About { name, at: None }
     }
 
     pub(crate) const NOTHING: About<'static> = About {
         name: None,
-        path: None,
+        at: None,
     };
+}
+
+impl Clone for Error {
+    fn clone(&self) -> Error {
+        Error(self.0.clone())
+    }
 }
 
 impl Error {
     fn new(kind: ErrorKind, about: About<'_>, detail: Detail) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             name: about.name.map(str::to_owned),
-            path: about.path.map(Path::to_owned),
+            at: about.at.map(|at| match at {
+                LocationRef::File(path) => Location::File(path.to_owned()),
+                LocationRef::Advisory { server, key } => Location::Advisory {
+                    server: server.to_owned(),
+                    key,
+                },
+            }),
             detail,
-        }
+        }))
     }
 
     pub(crate) fn busy(about: About<'_>, holder: Holder) -> Error {
@@ -218,30 +274,43 @@ impl Error {
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether another holder has the lock. Every other error is a failure
     /// to set the lock up, never "busy".
     pub fn is_busy(&self) -> bool {
-        self.kind == ErrorKind::Busy
+        self.0.kind == ErrorKind::Busy
     }
 
     /// The lock's name; `None` for a lock given by its path
     /// (`path = "..."`, [`Lock::at_path`](crate::Lock::at_path)) and for a
     /// configuration problem that concerns no particular lock.
     pub fn lock_name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.0.name.as_deref()
     }
 
-    /// The lock file; `None` when the error concerns no particular file.
+    /// The lock file; `None` for a PostgreSQL lock, and when the error
+    /// concerns no particular lock.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        match &self.0.at {
+            Some(Location::File(path)) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL advisory key of a lock taken on a server
+    /// (`LOCKATTR_URL`); `None` for a lock file.
+    pub fn advisory_key(&self) -> Option<i64> {
+        match &self.0.at {
+            Some(Location::Advisory { key, .. }) => Some(*key),
+            _ => None,
+        }
     }
 
     /// Who holds the lock, when busy.
     pub fn holder(&self) -> Option<&Holder> {
-        match &self.detail {
+        match &self.0.detail {
             Detail::Busy(holder) => Some(holder),
             _ => None,
         }
@@ -249,7 +318,7 @@ impl Error {
 
     /// The OS error behind an [`ErrorKind::Io`] failure.
     pub fn os_error(&self) -> Option<&io::Error> {
-        match &self.detail {
+        match &self.0.detail {
             Detail::Os { source, .. } => Some(source),
             _ => None,
         }
@@ -258,17 +327,16 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // "lock "x" (/run/lock/x.lock)", "lock file /abs/x.lock", "lock "x"".
         let lock = Lock(self);
-        match &self.detail {
+        match &self.0.detail {
             Detail::Busy(holder) => write!(f, "{lock} is busy: held by {holder}"),
             Detail::Os {
                 action,
                 source,
                 hint,
             } => {
-                match (&self.name, &self.path) {
-                    (Some(name), Some(path)) => write!(
+                match (&self.0.name, &self.0.at) {
+                    (Some(name), Some(Location::File(path))) => write!(
                         f,
                         "cannot {action} lock file {} for lock \"{name}\": {source}",
                         path.display()
@@ -280,22 +348,41 @@ impl fmt::Display for Error {
                     None => Ok(()),
                 }
             }
-            Detail::Text(text) if self.name.is_none() && self.path.is_none() => f.write_str(text),
+            Detail::Text(text) if self.0.name.is_none() && self.0.at.is_none() => f.write_str(text),
             Detail::Text(text) => write!(f, "{lock}: {text}"),
         }
     }
 }
 
-/// How a message names the lock.
+/// How a message names a lock, as errors do.
+pub(crate) fn describe(about: About<'_>) -> String {
+    let err = Error::new(ErrorKind::Config, about, Detail::Text(String::new()));
+    Lock(&err).to_string()
+}
+
+/// How a message names the lock: `lock "x" (/run/lock/x.lock)`, `lock file
+/// /abs/x.lock`, `lock "x" (PostgreSQL advisory key 42 on db:5432/locks)`.
 struct Lock<'a>(&'a Error);
 
 impl fmt::Display for Lock<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.0.name, &self.0.path) {
-            (Some(name), Some(path)) => write!(f, "lock \"{name}\" ({})", path.display()),
+        match (&self.0.0.name, &self.0.0.at) {
+            (Some(name), Some(at)) => write!(f, "lock \"{name}\" ({at})"),
             (Some(name), None) => write!(f, "lock \"{name}\""),
-            (None, Some(path)) => write!(f, "lock file {}", path.display()),
+            (None, Some(Location::File(path))) => write!(f, "lock file {}", path.display()),
+            (None, Some(at)) => write!(f, "lock ({at})"),
             (None, None) => f.write_str("lock"),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Advisory { server, key } => {
+                write!(f, "PostgreSQL advisory key {key} on {server}")
+            }
         }
     }
 }
@@ -304,7 +391,7 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `fn main() -> Result<(), lockattr::Error>` prints Debug: make it
         // the readable sentence, as anyhow does.
-        write!(f, "{self} [{:?}]", self.kind)
+        write!(f, "{self} [{:?}]", self.0.kind)
     }
 }
 
@@ -316,7 +403,7 @@ impl std::error::Error for Error {}
 /// error's kind. The message is the `Display` of the lockattr error.
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
-        let kind = match (&err.detail, err.kind) {
+        let kind = match (&err.0.detail, err.0.kind) {
             (_, ErrorKind::Busy) => io::ErrorKind::WouldBlock,
             (Detail::Os { source, .. }, _) => source.kind(),
             (_, ErrorKind::NotRegularFile) => io::ErrorKind::InvalidInput,

@@ -1,11 +1,12 @@
 //! The lock file itself: opened safely, locked with flock(2), checked
 //! against its path, and its holder looked up in `/proc/locks`.
 
+use crate::backend::Lost;
 use crate::error::{About, Error, ErrorKind, Holder};
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::ffi::CStr;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 /// The mode a lock file is created with: readable by every user, which is
@@ -54,6 +55,43 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn os(&self, action: &'static str, errno: Errno, hint: Option<String>) -> Error {
         Error::os(self.about(), action, errno, hint)
+    }
+}
+
+/// An open lock file: the descriptor flock(2) locks, and which file it is.
+pub(crate) struct LockFile {
+    fd: OwnedFd,
+    pub(crate) identity: Identity,
+}
+
+impl LockFile {
+    pub(crate) fn open(ctx: Ctx<'_>) -> Result<LockFile, Error> {
+        let (fd, identity) = open(ctx)?;
+        Ok(LockFile { fd, identity })
+    }
+
+    pub(crate) fn lock(&self, mode: LockMode, block: bool) -> Result<Try, Errno> {
+        flock(self.fd.as_fd(), mode, block)
+    }
+
+    pub(crate) fn unlock(&self) {
+        unlock(self.fd.as_fd());
+    }
+
+    /// Whether the file we hold lost its name, asked at release. `fstat` of
+    /// the descriptor costs a fraction of a path look-up, and a link count of
+    /// zero is what `rm`, a `/tmp` cleaner and `mv` or `cp` over the file
+    /// leave; a file renamed elsewhere keeps its link and is found by the
+    /// next hold's path check instead.
+    pub(crate) fn lost(&self, c_path: &CStr) -> Option<Lost> {
+        let st = retry(|| rustix::fs::fstat(&self.fd)).ok()?;
+        if st.st_nlink > 0 {
+            return None;
+        }
+        match named(c_path, self.identity) {
+            Ok(Named::Replaced) => Some(Lost::Replaced),
+            _ => Some(Lost::Deleted),
+        }
     }
 }
 
@@ -332,22 +370,6 @@ pub(crate) enum Named {
     /// Another file has the name: `mv` or `cp` over it, or deleted and
     /// created again.
     Replaced,
-}
-
-/// Whether the file we hold lost its name, asked at release. `fstat` of the
-/// descriptor costs a fraction of a path look-up, and a link count of zero
-/// is what `rm`, a `/tmp` cleaner and `mv` or `cp` over the file leave; a
-/// file renamed elsewhere keeps its link and is found by the next hold's
-/// path check instead.
-pub(crate) fn lost(fd: BorrowedFd<'_>, c_path: &CStr, identity: Identity) -> Option<Named> {
-    let st = retry(|| rustix::fs::fstat(fd)).ok()?;
-    if st.st_nlink > 0 {
-        return None;
-    }
-    match named(c_path, identity) {
-        Ok(Named::Replaced) => Some(Named::Replaced),
-        _ => Some(Named::Deleted),
-    }
 }
 
 pub(crate) fn named(c_path: &CStr, identity: Identity) -> Result<Named, Errno> {

@@ -113,6 +113,8 @@ compile_error!(
 );
 
 #[cfg(unix)]
+mod backend;
+#[cfg(unix)]
 mod error;
 #[cfg(unix)]
 mod exit;

@@ -1,6 +1,7 @@
 //! The public API behind the attribute: [`Lock`], its guard, and the
 //! helpers for scripts.
 
+use crate::backend::{self, Backend};
 use crate::error::{self, Error, ErrorKind};
 use crate::file::{self, LockMode};
 use crate::holder::HolderId;
@@ -105,15 +106,17 @@ impl Lock {
         })
     }
 
-    /// The registry's slot for this lock's file, unless the configuration
-    /// forbids local locks.
+    /// The registry's slot for this lock, on the process's backend.
     pub(crate) fn slot(&self) -> Result<&'static Slot, Error> {
-        let path = self.path()?;
         let name = self.place.name();
-        if let Some(refusal) = place::url_refusal(error::About::file(name, &path)) {
-            return Err(refusal);
+        match backend::current(error::About::named(name))? {
+            Backend::File => Ok(registry::file_slot(name, &self.path()?)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(server) => {
+                let key = crate::pg::advisory_key(self.place.key_name());
+                Ok(registry::advisory_slot(name, server, key))
+            }
         }
-        Ok(registry::slot(name, &path))
     }
 
     pub(crate) fn take(&self, slot: &'static Slot, holder: HolderId) -> Result<Hold, Error> {
@@ -154,10 +157,7 @@ impl Lock {
 /// or when `LOCKATTR_URL` is set (the lock is then not a local file); and
 /// whatever opening the file can fail with, as for a lock.
 pub fn lock_path(name: &str) -> Result<PathBuf, Error> {
-    let about = error::About {
-        name: Some(name),
-        path: None,
-    };
+    let about = error::About::named(Some(name));
     if let Err(rule) = name::check(name) {
         let text = format!("invalid lock name: {rule}, as in `build-deploy`");
         return Err(Error::other(ErrorKind::Config, about, text));
@@ -165,8 +165,18 @@ pub fn lock_path(name: &str) -> Result<PathBuf, Error> {
     let mut path = place::default_dir(Some(name))?.join(name);
     path.as_mut_os_string().push(".lock");
     let about = error::About::file(Some(name), &path);
-    if let Some(refusal) = place::url_refusal(about) {
-        return Err(refusal);
+    match backend::current(about)? {
+        Backend::File => {}
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(server) => {
+            let key = crate::pg::advisory_key(name);
+            let text = format!(
+                "LOCKATTR_URL is set, so this lock is not a local file but PostgreSQL advisory \
+                 key {key} on {}: take it with `SELECT pg_advisory_lock({key})`",
+                server.label()
+            );
+            return Err(Error::other(ErrorKind::Config, about, text));
+        }
     }
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
         .expect("a checked name and an absolute directory without NUL");
@@ -199,8 +209,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
+    /// The lock file; `None` for a lock on a PostgreSQL server.
+    pub fn path(&self) -> Option<&Path> {
         self.hold.slot.path()
     }
 }

@@ -2,7 +2,6 @@
 
 use crate::error::{About, Error, ErrorKind};
 use rustix::fs::{FileType, Mode};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -24,6 +23,16 @@ impl Place {
         match *self {
             Place::Named { name, .. } => Some(name),
             Place::Path(_) => None,
+        }
+    }
+
+    /// The name a database lock's key is made from: the name, or for a lock
+    /// given by its path, the path.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn key_name(&self) -> &'static str {
+        match *self {
+            Place::Named { name, .. } => name,
+            Place::Path(path) => path,
         }
     }
 
@@ -57,7 +66,7 @@ fn absolute<'p>(name: Option<&str>, path: &'p Path, option: &str) -> Result<&'p 
         return Ok(path);
     };
     let text = format!("the {option} {} {problem}", path.display());
-    let about = About { name, path: None };
+    let about = About::named(name);
     Err(Error::other(ErrorKind::Config, about, text))
 }
 
@@ -107,23 +116,4 @@ fn is_shared_sticky_dir(dir: &Path) -> bool {
         FileType::from_raw_mode(st.st_mode) == FileType::Directory
             && mode.contains(Mode::SVTX | Mode::WOTH)
     })
-}
-
-/// `LOCKATTR_URL`, read once per process. When set and not empty, every
-/// lock is a [`ErrorKind::Config`] error: this build has no network backend,
-/// and silently falling back to a local file would let two hosts overlap.
-pub(crate) fn url_refusal(about: About<'_>) -> Option<Error> {
-    static URL: OnceLock<Option<OsString>> = OnceLock::new();
-    let url = URL.get_or_init(|| std::env::var_os("LOCKATTR_URL").filter(|url| !url.is_empty()));
-    let url = url.as_ref()?.to_string_lossy();
-    // Name only the scheme: the rest may hold a password.
-    let scheme = url
-        .split_once("://")
-        .map_or("(no scheme)", |(scheme, _)| scheme);
-    let text = format!(
-        "LOCKATTR_URL is set (scheme `{scheme}`), but this build of lockattr has no backend \
-         for it (the `postgres` feature is not part of this release); unset LOCKATTR_URL to \
-         use local lock files"
-    );
-    Some(Error::other(ErrorKind::Config, about, text))
 }

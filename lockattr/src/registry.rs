@@ -1,67 +1,64 @@
-//! The per-process registry: one slot per lock file, shared by every thread
-//! and task of the process.
+//! The per-process registry: one slot per lock, shared by every thread and
+//! task of the process, whatever the backend (`backend.rs`).
 //!
-//! flock(2) locks belong to an open file description, so two descriptors of
-//! one process exclude each other, and one descriptor cannot tell its holders
-//! apart. The slot therefore keeps one descriptor per file and counts the
-//! holders itself: a holder that asks again re-enters, another holder of the
-//! process finds the lock busy (or waits in the slot), exactly as another
-//! process would. The descriptor stays open between holds: re-locking it and
-//! checking the path costs less than opening the file again.
+//! A flock(2) lock belongs to an open file description and a PostgreSQL
+//! advisory lock to a session: neither can tell the holders inside one
+//! process apart. The slot therefore keeps one handle per lock (a descriptor,
+//! a connection) and counts the holders itself: a holder that asks again
+//! re-enters, another holder of the process finds the lock busy (or waits in
+//! the slot), exactly as another process would. The handle stays open
+//! between holds: locking it again costs less than opening it again.
 
+use crate::backend::{Handle, InFlight, Target};
 use crate::error::{About, Error, ErrorKind, Holder};
-use crate::file::{self, Ctx, Identity, LockMode, Try};
+use crate::file::{self, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
-use rustix::io::Errno;
+use crate::report;
 use std::collections::HashMap;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::hash::{BuildHasherDefault, DefaultHasher};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
-/// One lock file of this process. Slots live as long as the process (a
-/// path and a few words per distinct lock file), so holds and call sites
+/// One lock of this process. Slots live as long as the process (a name, a
+/// path or key and a few words per distinct lock), so holds and call sites
 /// refer to them without counting references.
 pub(crate) struct Slot {
     /// The process that made the slot. After fork(2) the child inherits the
-    /// slot, its descriptor and its holders; they are the parent's, so the
+    /// slot, its handle and its holders; they are the parent's, so the
     /// child never locks, unlocks or re-enters through them.
     pid: u32,
     /// The lock's name, for messages; `None` for a lock given by its path.
     name: Option<Box<str>>,
-    path: PathBuf,
-    c_path: CString,
-    /// Whether the descriptor stays open between holds. Only the first
+    target: Target,
+    /// Whether the handle stays open between holds. Only the first
     /// [`KEPT_OPEN`] slots of a process keep theirs, so a process that
-    /// locks many distinct names does not run out of descriptors.
+    /// locks many distinct names runs out of neither descriptors nor
+    /// connections.
     keep_open: bool,
     state: Mutex<State>,
-    /// Signalled when a hold ends or the kernel wait settles.
+    /// Signalled when a hold ends or a backend wait settles.
     changed: Condvar,
 }
 
 #[derive(Default)]
 struct State {
-    /// The descriptor, kept open between holds. `None` before the first
-    /// hold, after the file was found replaced, and while a thread blocks
-    /// in flock(2) with it.
-    file: Option<(OwnedFd, Identity)>,
-    /// The flock we hold on `file`, if any.
-    kernel: Option<LockMode>,
+    /// Kept open between holds. `None` before the first hold, after the
+    /// lock was found lost, and while a thread waits with it.
+    handle: Option<Handle>,
+    /// The backend lock we hold through `handle`, if any.
+    held: Option<LockMode>,
     /// Holders in this process and how deeply each re-entered.
     holders: Vec<(HolderId, u32)>,
     /// The mode the current holders asked for.
     mode: Option<LockMode>,
-    /// A thread is blocked in flock(2) on our descriptor (see `kernel_wait`);
-    /// the file it waits on, for naming its holder.
-    kernel_wait: Option<Identity>,
-    /// Why the last kernel wait failed, for the waiters it was for.
-    kernel_failure: Option<(&'static str, Errno)>,
+    /// A thread waits in the backend with our handle (see `backend_wait`).
+    in_flight: Option<InFlight>,
+    /// Why the last backend wait failed, for the waiters it was for.
+    failure: Option<Error>,
     /// How many callers are waiting in this slot.
     waiters: usize,
     /// How many of them sleep on the condvar (a wake-up is a system call).
@@ -70,14 +67,15 @@ struct State {
     wakers: Vec<Waker>,
 }
 
-/// What a caller does when the kernel says busy.
+/// What a caller does when the backend says busy.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnBusy {
     /// Report busy.
     Fail,
-    /// Wait in the slot; a helper thread blocks in the kernel.
-    Wait,
-    /// Block in the kernel on this very thread (a sync wait without a
+    /// Wait in the slot until `deadline`; a helper thread waits in the
+    /// backend.
+    Wait(Option<Instant>),
+    /// Block in the backend on this very thread (a sync wait without a
     /// deadline: the cheapest hand-off, one wake-up).
     Block,
 }
@@ -86,13 +84,25 @@ pub(crate) enum OnBusy {
 pub(crate) enum Step {
     Held,
     Wait,
-    /// Block in flock(2) on this descriptor, then look again.
-    Block((OwnedFd, Identity)),
+    /// Block in the backend with this handle, then look again.
+    Block(Handle),
 }
 
 impl Slot {
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// The lock file; `None` for a database lock.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.target.path()
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn about(&self) -> About<'_> {
+        About {
+            name: self.name(),
+            at: Some(self.target.location()),
+        }
     }
 
     pub(crate) fn inherited(&self) -> bool {
@@ -103,22 +113,6 @@ impl Slot {
         // Nothing panics while holding it; if something did, the state is
         // still consistent, so carry on rather than poison every later lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            name: self.name(),
-            path: &self.path,
-            c_path: &self.c_path,
-        }
-    }
-
-    fn about(&self) -> About<'_> {
-        self.ctx().about()
     }
 
     /// Takes the lock for `holder` now, or reports it busy.
@@ -144,20 +138,19 @@ impl Slot {
         deadline: Option<Instant>,
         arm: &mut dyn FnMut(),
     ) -> Result<(), Error> {
-        let on_busy = if deadline.is_some() {
-            OnBusy::Wait
-        } else {
-            OnBusy::Block
+        let on_busy = match deadline {
+            Some(_) => OnBusy::Wait(deadline),
+            None => OnBusy::Block,
         };
         let mut st = self.state();
         loop {
             // Step and sleep under one mutex guard, so no wake-up is lost.
             match self.step(&mut st, mode, holder, on_busy)? {
                 Step::Held => return Ok(()),
-                Step::Block(file) => {
+                Step::Block(handle) => {
                     drop(st);
                     arm();
-                    self.kernel_wait(mode, file);
+                    self.backend_wait(mode, handle, None);
                     st = self.state();
                     continue;
                 }
@@ -191,10 +184,11 @@ impl Slot {
         &'static self,
         mode: LockMode,
         holder: HolderId,
+        deadline: Option<Instant>,
         waker: &Waker,
     ) -> Result<Step, Error> {
         let mut st = self.state();
-        let step = self.step(&mut st, mode, holder, OnBusy::Wait)?;
+        let step = self.step(&mut st, mode, holder, OnBusy::Wait(deadline))?;
         if let Step::Wait = step
             && !st.wakers.iter().any(|w| w.will_wake(waker))
         {
@@ -208,25 +202,23 @@ impl Slot {
         Error::busy(self.about(), self.holder_now())
     }
 
-    /// Who holds the lock, for messages. Reading `/proc/locks` can take
-    /// milliseconds, so never under the slot's mutex.
+    /// Who holds the lock, for messages. Looking it up (`/proc/locks`, a
+    /// query) can take milliseconds, so never under the slot's mutex.
     pub(crate) fn holder_now(&self) -> Holder {
         let (in_process, identity) = {
             let st = self.state();
-            // While a thread waits in flock(2), the file it waits on: after
-            // a replacement the path names another one.
-            let open = st.file.as_ref().map(|(_, identity)| *identity);
-            (!st.holders.is_empty(), st.kernel_wait.or(open))
+            // While a thread waits, the file it waits on: after a
+            // replacement the path names another one.
+            let waited = st.in_flight.as_ref().and_then(|wait| wait.identity);
+            let open = st.handle.as_ref().and_then(Handle::identity);
+            (!st.holders.is_empty(), waited.or(open))
         };
         if in_process {
             return Holder::ThisProcess {
                 pid: process::pid(),
             };
         }
-        match identity.or_else(|| file::identity_of(&self.c_path).map(|(identity, _)| identity)) {
-            Some(identity) => file::holder(identity),
-            None => Holder::Unknown,
-        }
+        self.target.holder(identity)
     }
 
     /// A busy error from `step` names no holder yet: look it up now, out of
@@ -249,11 +241,10 @@ impl Slot {
         holder: HolderId,
         on_busy: OnBusy,
     ) -> Result<Step, Error> {
-        let ctx = self.ctx();
         let upgrading = st.mode == Some(LockMode::Shared) && mode == LockMode::Exclusive;
         if let Some(entry) = st.holders.iter_mut().find(|(id, _)| *id == holder) {
             if upgrading {
-                return Err(upgrade(ctx));
+                return Err(self.upgrade());
             }
             entry.1 += 1;
             return Ok(Step::Held);
@@ -268,65 +259,67 @@ impl Slot {
                 // This thread holds it in sync code and is now, beneath that
                 // hold, waiting as another holder (an async fn driven by
                 // `block_on`): the hold cannot end while we wait.
-                return Err(self_deadlock(ctx));
+                return Err(self.self_deadlock());
             }
             let pid = process::pid();
-            return busy_or_wait(ctx, on_busy, Holder::ThisProcess { pid });
+            return self.busy_or_wait(on_busy, Holder::ThisProcess { pid });
         }
-        if let Some((action, errno)) = st.kernel_failure.take() {
-            return Err(ctx.os(action, errno, None));
+        if let Some(failure) = st.failure.take() {
+            return Err(failure);
         }
-        if st.kernel_wait.is_some() {
-            return busy_or_wait(ctx, on_busy, Holder::Unknown);
+        if st.in_flight.is_some() {
+            return self.busy_or_wait(on_busy, Holder::Unknown);
         }
         loop {
-            if st.kernel.is_none() {
-                let (fd, _) = st.open(ctx)?;
-                let locked = file::flock(fd.as_fd(), mode, false);
-                match locked.map_err(|errno| ctx.os("lock", errno, None))? {
-                    Try::Locked => st.kernel = Some(mode),
+            if st.held.is_none() {
+                if st.handle.is_none() {
+                    st.handle = Some(self.target.open(self.name())?);
+                }
+                let handle = st.handle.as_mut().expect("opened above");
+                match handle.try_lock(&self.target, self.name(), mode)? {
+                    Try::Locked => st.held = Some(mode),
                     Try::Busy => {
                         return match on_busy {
-                            OnBusy::Fail => Err(Error::busy(ctx.about(), Holder::Unknown)),
-                            OnBusy::Wait => self.start_kernel_wait(st, mode),
+                            OnBusy::Fail => Err(Error::busy(self.about(), Holder::Unknown)),
+                            OnBusy::Wait(deadline) => self.start_backend_wait(st, mode, deadline),
                             OnBusy::Block => {
-                                let file = st.file.take().expect("opened above");
-                                st.kernel_wait = Some(file.1);
-                                Ok(Step::Block(file))
+                                let handle = st.handle.take().expect("opened above");
+                                st.in_flight = Some(handle.in_flight());
+                                Ok(Step::Block(handle))
                             }
                         };
                     }
                 }
             }
-            // A waiting thread may have parked a stronger lock than we need.
-            let compatible = st.kernel == Some(mode) || st.kernel == Some(LockMode::Exclusive);
-            let identity = st.file.as_ref().map(|(_, identity)| *identity);
-            let named = match identity {
-                Some(identity) if compatible => file::still_named(ctx, identity),
-                _ => Ok(false),
-            };
-            match named {
+            // A waiting thread may have parked a weaker lock than we need:
+            // let go of it and try again for ours.
+            if st.held == Some(LockMode::Shared) && mode == LockMode::Exclusive {
+                st.unlock();
+                continue;
+            }
+            let handle = st.handle.as_ref().expect("locked through it");
+            match self.target.confirm(self.name(), handle) {
                 Ok(true) => {
                     st.mode = Some(mode);
                     st.holders.push((holder, 1));
                     return Ok(Step::Held);
                 }
-                // Deleted or replaced since we opened it (or a weaker lock
-                // is parked): let go of this descriptor and start over.
-                Ok(false) => st.forget_file(),
+                // Deleted or replaced since we opened it: let go of this
+                // handle and start over with what the path names now.
+                Ok(false) => st.forget_handle(),
                 // Cannot tell (the directory became unsearchable...): let go
                 // before saying so, or every other process would find the
                 // lock busy until we happened to call again.
                 Err(err) => {
-                    st.forget_file();
+                    st.forget_handle();
                     return Err(err);
                 }
             }
         }
     }
 
-    /// Ends one hold of `holder`; the last one unlocks the file, after
-    /// checking that the path still names it.
+    /// Ends one hold of `holder`; the last one in the process unlocks,
+    /// after checking that the lock was not lost meanwhile.
     pub(crate) fn release(&self, holder: HolderId) {
         if self.inherited() {
             return; // a forked child never unlocks its parent's lock
@@ -334,34 +327,33 @@ impl Slot {
         let mut st = self.state();
         if st.release(holder) {
             let lost = st
-                .file
+                .handle
                 .as_ref()
-                .and_then(|(fd, identity)| file::lost(fd.as_fd(), &self.c_path, *identity));
+                .and_then(|handle| self.target.lost(handle));
             if let Some(lost) = lost {
-                // Our descriptor locks an orphan: the next hold opens what
-                // the path names now.
-                st.forget_file();
-                crate::report::lost_file(self.name(), &self.path, lost);
+                // Our handle holds an orphan: the next hold opens afresh.
+                st.forget_handle();
+                report::lost(self.name(), self.target.location(), lost);
             }
             st.unlock();
         }
         if !self.keep_open && st.holders.is_empty() {
-            st.file = None;
+            st.forget_handle();
         }
         if st.waiters > 0 {
             self.notify(st);
         }
     }
 
-    /// Closes the descriptor kept between holds, unless the lock is held
-    /// or waited for.
+    /// Closes the handle kept between holds, unless the lock is held or
+    /// waited for.
     fn close_if_idle(&self) {
         if self.inherited() {
             return;
         }
         let mut st = self.state();
-        if st.holders.is_empty() && st.waiters == 0 && st.kernel_wait.is_none() {
-            st.forget_file();
+        if st.holders.is_empty() && st.waiters == 0 && st.in_flight.is_none() {
+            st.forget_handle();
         }
     }
 
@@ -372,30 +364,42 @@ impl Slot {
             st.waiters += 1;
         } else {
             st.waiters -= 1;
+            if st.waiters == 0
+                && let Some(in_flight) = &st.in_flight
+            {
+                // Nobody wants what the backend wait would bring.
+                in_flight.cancel();
+            }
             st.unpark_if_unwanted();
         }
     }
 
     /// Why waiting may need a thread: flock(2) blocks in the kernel and only
-    /// a signal could interrupt it, and lockattr sends none. A sync wait
-    /// without a deadline simply blocks in flock(2) itself. Every other
-    /// wait (with a deadline, or async) waits in the slot — threads on the
-    /// condvar, tasks by waker — while one thread per busy lock file blocks
-    /// in flock(2) on the slot's own descriptor (no second open file). When
-    /// the kernel grants the lock, that thread parks it in the slot and
-    /// wakes the waiters; the first compatible one takes it. If every waiter
-    /// gave up meanwhile, the thread unlocks at once and ends: a timed-out
-    /// or cancelled wait leaves at most this one thread and no descriptor
-    /// behind, and only until the holder lets go.
-    fn start_kernel_wait(&'static self, st: &mut State, mode: LockMode) -> Result<Step, Error> {
-        let file = st.file.take().expect("opened before locking");
-        let identity = file.1;
+    /// a signal could interrupt it (lockattr sends none), and a database
+    /// wait blocks on its connection. A sync wait without a deadline simply
+    /// blocks in the backend itself. Every other wait (with a deadline, or
+    /// async) waits in the slot — threads on the condvar, tasks by waker —
+    /// while one thread per busy lock waits in the backend with the slot's
+    /// own handle. When the backend grants the lock, that thread parks it in
+    /// the slot and wakes the waiters; the first compatible one takes it. If
+    /// every waiter gave up meanwhile, the lock is let go at once: a
+    /// timed-out or cancelled wait leaves at most this one thread behind,
+    /// and only until the holder lets go (a file) or the cancel arrives (a
+    /// database, whose wait ends at `deadline` by itself).
+    fn start_backend_wait(
+        &'static self,
+        st: &mut State,
+        mode: LockMode,
+        deadline: Option<Instant>,
+    ) -> Result<Step, Error> {
+        let handle = st.handle.take().expect("opened before locking");
+        let in_flight = handle.in_flight();
         let spawned = std::thread::Builder::new()
             .name("lockattr-wait".into())
-            .spawn(move || self.kernel_wait(mode, file));
+            .spawn(move || self.backend_wait(mode, handle, deadline));
         match spawned {
             Ok(_) => {
-                st.kernel_wait = Some(identity);
+                st.in_flight = Some(in_flight);
                 Ok(Step::Wait)
             }
             Err(err) => {
@@ -405,18 +409,18 @@ impl Slot {
         }
     }
 
-    /// Blocks in flock(2), then parks what the kernel granted in the slot.
-    /// Whoever takes it checks that the path still names the file.
-    fn kernel_wait(&self, mode: LockMode, file: (OwnedFd, Identity)) {
-        let locked = file::flock(file.0.as_fd(), mode, true);
+    /// Waits in the backend, then parks what it granted in the slot.
+    /// Whoever takes it confirms it (a file: the path still names it).
+    fn backend_wait(&self, mode: LockMode, mut handle: Handle, deadline: Option<Instant>) {
+        let locked = handle.lock_blocking(&self.target, self.name(), mode, deadline);
         let mut st = self.state();
-        st.file = Some(file);
+        st.handle = Some(handle);
         match locked {
-            Ok(Try::Locked) => st.kernel = Some(mode),
-            Ok(Try::Busy) => {} // not from a blocking flock; the waiters try again
-            Err(errno) => st.kernel_failure = Some(("lock", errno)),
+            Ok(Try::Locked) => st.held = Some(mode),
+            Ok(Try::Busy) => {} // timed out or cancelled: the waiters look again
+            Err(err) => st.failure = Some(err),
         }
-        st.kernel_wait = None;
+        st.in_flight = None;
         st.unpark_if_unwanted();
         self.notify(st);
     }
@@ -433,16 +437,32 @@ impl Slot {
             waker.wake();
         }
     }
+
+    fn busy_or_wait(&self, on_busy: OnBusy, holder: Holder) -> Result<Step, Error> {
+        match on_busy {
+            OnBusy::Fail => Err(Error::busy(self.about(), holder)),
+            OnBusy::Wait(_) | OnBusy::Block => Ok(Step::Wait),
+        }
+    }
+
+    fn upgrade(&self) -> Error {
+        let text = "an exclusive hold was asked for inside a shared hold of the same lock by \
+                    the same caller; upgrading could deadlock with another shared holder doing \
+                    the same, so it is refused: take the outer hold exclusive"
+            .to_owned();
+        Error::other(ErrorKind::WouldDeadlock, self.about(), text)
+    }
+
+    fn self_deadlock(&self) -> Error {
+        let text = "this thread already holds the lock in sync code and is now waiting for it \
+                    as another holder (an async fn driven by `block_on` inside the hold?); that \
+                    wait could never end, so it is refused"
+            .to_owned();
+        Error::other(ErrorKind::WouldDeadlock, self.about(), text)
+    }
 }
 
 impl State {
-    fn open(&mut self, ctx: Ctx<'_>) -> Result<&(OwnedFd, Identity), Error> {
-        if self.file.is_none() {
-            self.file = Some(file::open(ctx)?);
-        }
-        Ok(self.file.as_ref().expect("just opened"))
-    }
-
     /// Ends one hold of `holder`; true when that was the last hold in the
     /// process, so the caller must unlock.
     fn release(&mut self, holder: HolderId) -> bool {
@@ -461,130 +481,145 @@ impl State {
         false
     }
 
-    /// Lets go of the descriptor; closing it drops any flock on it.
-    fn forget_file(&mut self) {
-        self.kernel = None;
-        self.file = None;
+    /// Lets go of the handle; closing it drops any lock held through it.
+    fn forget_handle(&mut self) {
+        self.held = None;
+        self.handle = None;
     }
 
     fn unlock(&mut self) {
-        if let (Some(_), Some((fd, _))) = (self.kernel.take(), &self.file) {
-            file::unlock(fd.as_fd());
+        if let (Some(mode), Some(handle)) = (self.held.take(), &mut self.handle) {
+            handle.unlock(mode);
         }
     }
 
     /// A lock the waiting thread parked for waiters who have all left.
     fn unpark_if_unwanted(&mut self) {
-        if self.waiters == 0 && self.holders.is_empty() && self.kernel_wait.is_none() {
+        if self.waiters == 0 && self.holders.is_empty() && self.in_flight.is_none() {
             self.unlock();
-            self.kernel_failure = None;
+            self.failure = None;
         }
     }
 }
 
-fn busy_or_wait(ctx: Ctx<'_>, on_busy: OnBusy, holder: Holder) -> Result<Step, Error> {
-    match on_busy {
-        OnBusy::Fail => Err(Error::busy(ctx.about(), holder)),
-        OnBusy::Wait | OnBusy::Block => Ok(Step::Wait),
-    }
+/// Where the registry finds a slot. The hasher has fixed keys: the keys are
+/// our own, and a random seed would cost a getrandom(2) on the first lock.
+#[derive(Hash, PartialEq, Eq)]
+enum Key {
+    /// A lock file by the path as the lock spelled it.
+    Path(PathBuf),
+    /// A lock file by its directory's identity and its file name: two
+    /// spellings of one file (a symlinked directory; `/var/run/lock` beside
+    /// `/run/lock`) must be one lock in this process, or a nested call
+    /// would find itself busy.
+    File(Identity, OsString),
+    /// A database lock by its advisory key (one server per process).
+    #[cfg(feature = "postgres")]
+    Advisory(i64),
 }
 
-fn upgrade(ctx: Ctx<'_>) -> Error {
-    let text = "an exclusive hold was asked for inside a shared hold of the same lock by the \
-                same caller; upgrading could deadlock with another shared holder doing the \
-                same, so it is refused: take the outer hold exclusive"
-        .to_owned();
-    Error::other(ErrorKind::WouldDeadlock, ctx.about(), text)
-}
-
-fn self_deadlock(ctx: Ctx<'_>) -> Error {
-    let text = "this thread already holds the lock in sync code and is now waiting for it as \
-                another holder (an async fn driven by `block_on` inside the hold?); that wait \
-                could never end, so it is refused"
-        .to_owned();
-    Error::other(ErrorKind::WouldDeadlock, ctx.about(), text)
-}
-
-/// The registry proper: the slots of this process. The hasher has fixed
-/// keys: the paths are our own, and a random seed would cost a getrandom(2)
-/// on the first lock.
 struct Registry {
     pid: u32,
-    /// By the path as the lock spelled it.
-    by_path: HashMap<PathBuf, &'static Slot, BuildHasherDefault<DefaultHasher>>,
-    /// By directory and file name: two spellings of one file (a symlinked
-    /// directory; `/var/run/lock` beside `/run/lock`) must be one lock in
-    /// this process, or a nested call would find itself busy.
-    by_file: HashMap<(Identity, OsString), &'static Slot, BuildHasherDefault<DefaultHasher>>,
+    slots: HashMap<Key, &'static Slot, BuildHasherDefault<DefaultHasher>>,
+    count: usize,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
-/// How many lock files a process keeps open between holds.
+/// How many locks a process keeps open between holds.
 const KEPT_OPEN: usize = 64;
+
+/// The registry of this process, after letting go of a forked parent's.
+fn registry() -> MutexGuard<'static, Option<Registry>> {
+    let pid = process::pid();
+    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    if registry.as_ref().is_none_or(|registry| registry.pid != pid) {
+        if let Some(inherited) = registry.take() {
+            forget_inherited(inherited);
+        }
+        *registry = Some(Registry {
+            pid,
+            slots: HashMap::default(),
+            count: 0,
+        });
+    }
+    registry
+}
+
+impl Registry {
+    fn insert(&mut self, name: Option<&str>, target: Target, keys: Vec<Key>) -> &'static Slot {
+        let slot: &'static Slot = Box::leak(Box::new(Slot {
+            pid: self.pid,
+            name: name.map(Box::from),
+            target,
+            keep_open: self.count < KEPT_OPEN,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        }));
+        self.count += 1;
+        for key in keys {
+            self.slots.insert(key, slot);
+        }
+        slot
+    }
+}
 
 /// The slot for the lock file `path` (named `name`, or given by its path),
 /// made on first use. A new spelling of a known file is looked up by its
 /// directory's identity, once; the answer stays for the process.
-pub(crate) fn slot(name: Option<&str>, path: &Path) -> &'static Slot {
-    let pid = process::pid();
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let registry = match &mut *registry {
-        Some(registry) if registry.pid == pid => registry,
-        other => {
-            if let Some(inherited) = other.take() {
-                forget_inherited(inherited);
-            }
-            other.insert(Registry {
-                pid,
-                by_path: HashMap::default(),
-                by_file: HashMap::default(),
-            })
-        }
-    };
-    if let Some(slot) = registry.by_path.get(path) {
+pub(crate) fn file_slot(name: Option<&str>, path: &Path) -> &'static Slot {
+    let mut guard = registry();
+    let registry = guard.as_mut().expect("made above");
+    let by_path = Key::Path(path.to_owned());
+    if let Some(slot) = registry.slots.get(&by_path) {
         return slot;
     }
-    let file_key = file_key(path);
-    if let Some(slot) = file_key.as_ref().and_then(|key| registry.by_file.get(key)) {
-        registry.by_path.insert(path.to_owned(), slot);
+    let by_file = file_key(path);
+    let known = by_file.as_ref().and_then(|key| registry.slots.get(key));
+    // The slot's own directory must still be that one: a directory removed
+    // since leaves its inode number free for a new one.
+    if let Some(&slot) = known.filter(|slot| slot.path().and_then(file_key) == by_file) {
+        registry.slots.insert(by_path, slot);
         return slot;
     }
-    let slot: &'static Slot = Box::leak(Box::new(Slot {
-        pid,
-        name: name.map(Box::from),
-        path: path.to_owned(),
-        // A path from `Place::resolve` has no NUL: names and the macro's
-        // options refuse it, and so does `Lock::dir` at resolve time.
-        c_path: CString::new(path.as_os_str().as_bytes()).unwrap_or_default(),
-        keep_open: registry.by_path.len() < KEPT_OPEN,
-        state: Mutex::new(State::default()),
-        changed: Condvar::new(),
-    }));
-    registry.by_path.insert(path.to_owned(), slot);
-    if let Some(key) = file_key {
-        registry.by_file.insert(key, slot);
+    let keys = std::iter::once(by_path).chain(by_file).collect();
+    registry.insert(name, Target::file(path), keys)
+}
+
+/// The slot for advisory `key` on the process's server.
+#[cfg(feature = "postgres")]
+pub(crate) fn advisory_slot(
+    name: Option<&str>,
+    server: &'static crate::pg::Server,
+    key: i64,
+) -> &'static Slot {
+    let mut guard = registry();
+    let registry = guard.as_mut().expect("made above");
+    if let Some(slot) = registry.slots.get(&Key::Advisory(key)) {
+        return slot;
     }
-    slot
+    registry.insert(
+        name,
+        Target::Advisory { server, key },
+        vec![Key::Advisory(key)],
+    )
 }
 
 /// The lock file's directory (by device and inode) and file name; `None`
 /// when the directory cannot be looked at (the open will say why).
-fn file_key(path: &Path) -> Option<(Identity, OsString)> {
-    let dir = path.parent()?;
-    let name = path.file_name()?;
-    let dir = file::identity_of_dir(dir)?;
-    Some((dir, name.to_owned()))
+fn file_key(path: &Path) -> Option<Key> {
+    let dir = file::identity_of_dir(path.parent()?)?;
+    Some(Key::File(dir, path.file_name()?.to_owned()))
 }
 
-/// Closes the descriptors this process keeps between holds of the locks it
+/// Closes the handles this process keeps between holds of the locks it
 /// does not hold or wait for now.
 pub(crate) fn close_idle() {
     let slots: Vec<&'static Slot> = {
         let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
         match &*registry {
             Some(registry) if registry.pid == process::pid() => {
-                registry.by_path.values().copied().collect()
+                registry.slots.values().copied().collect()
             }
             _ => return,
         }
@@ -594,14 +629,17 @@ pub(crate) fn close_idle() {
     }
 }
 
-/// In a forked child: the parent's slots are not ours. Close the descriptors
-/// we can (closing never unlocks while the parent keeps its own), and leave
-/// the rest to the guards that still point at them.
+/// In a forked child: the parent's slots are not ours. Let go of the
+/// handles we can (see `Handle::abandon`), and leave the rest to the guards
+/// that still point at them.
 fn forget_inherited(registry: Registry) {
-    for slot in registry.by_path.into_values() {
+    for slot in registry.slots.into_values() {
         // try_lock: a parent thread may have held the mutex at fork time.
         if let Ok(mut st) = slot.state.try_lock() {
-            st.forget_file();
+            st.held = None;
+            if let Some(handle) = st.handle.take() {
+                handle.abandon();
+            }
         }
     }
 }

@@ -2,10 +2,10 @@
 //! function, the notice of a long wait, and the warning that a held lock
 //! file was deleted or replaced. Each begins with the program's name.
 
+use crate::backend::Lost;
 use crate::error::Error;
-use crate::file::Named;
+use crate::error::LocationRef;
 use crate::who::program;
-use std::path::Path;
 
 /// A `()` function found its lock busy and did not run.
 pub(crate) fn busy(err: &Error) {
@@ -21,23 +21,37 @@ pub(crate) fn waiting(what: &str, holder: &dyn std::fmt::Display, until: &str) {
     );
 }
 
-/// The lock file was deleted or replaced while this process held it: from
-/// then on another process could lock a new file at that path and run
-/// beside us. flock cannot prevent that; the holder can only say so.
-pub(crate) fn lost_file(name: Option<&str>, path: &Path, lost: Named) {
+/// The lock was lost while this process held it: its file was deleted or
+/// replaced (from then on another process could lock a new file at that
+/// path and run beside us; flock cannot prevent that), or its database
+/// session ended. The holder can only say so, loudly.
+pub(crate) fn lost(name: Option<&str>, at: LocationRef<'_>, lost: Lost) {
     let lock = match name {
         Some(name) => format!("lock \"{name}\""),
         None => "the lock".to_owned(),
     };
-    let what = match lost {
-        Named::Deleted => "was deleted (`rm`, a /tmp cleaner)",
-        _ => "was replaced by another file (`mv` or `cp` over it, or deleted and made again)",
+    let what = match (lost, at) {
+        (Lost::Deleted, LocationRef::File(path)) => format!(
+            "the file of {lock}, {}, was deleted (`rm`, a /tmp cleaner) while this process held \
+             it, so another process may have locked a new file there and run at the same time; \
+             lock files must never be removed",
+            path.display()
+        ),
+        (_, LocationRef::File(path)) => format!(
+            "the file of {lock}, {}, was replaced by another file (`mv` or `cp` over it, or \
+             deleted and made again) while this process held it, so another process may have \
+             locked the new file and run at the same time; lock files must never be removed",
+            path.display()
+        ),
+        (_, LocationRef::Advisory { server, key }) => format!(
+            "{lock} (PostgreSQL advisory key {key} on {server}) was lost while this process held \
+             it: its database session ended (the server was restarted, the backend terminated, \
+             or the network dropped), so the server may have let another holder run at the same \
+             time"
+        ),
     };
     eprintln!(
-        "{}: WARNING: exclusion may have been broken: the file of {lock}, {}, {what} while \
-         this process held it, so another process may have locked a new file there and run at \
-         the same time; lock files must never be removed",
-        program(),
-        path.display()
+        "{}: WARNING: exclusion may have been broken: {what}",
+        program()
     );
 }

@@ -96,11 +96,7 @@ impl Wake for Notice {
             return;
         }
         let holder = self.slot.holder_now();
-        let path = self.slot.path().display();
-        let what = match self.slot.name() {
-            Some(name) => format!("lock \"{name}\" ({path})"),
-            None => format!("lock file {path}"),
-        };
+        let what = crate::error::describe(self.slot.about());
         let until = match self.limit {
             Some(limit) => format!("will wait up to {}", Human(limit)),
             None => "waiting until it is free".to_owned(),
@@ -191,7 +187,11 @@ impl Future for AcquireAsync {
                 .and_then(|limit| Instant::now().checked_add(limit)),
             alarm: None,
         });
-        let outcome = match this.slot.poll_wait(this.mode, this.holder, cx.waker()) {
+        let deadline = started.deadline;
+        let outcome = match this
+            .slot
+            .poll_wait(this.mode, this.holder, deadline, cx.waker())
+        {
             Ok(Step::Held) => Ok(()),
             Err(err) => Err(err),
             Ok(_) if started.deadline.is_some_and(|d| Instant::now() >= d) => Err(this.slot.busy()),
