@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{busy_elsewhere, own_dir};
+use common::{busy_elsewhere, OwnDir};
 use lockattr::exclusive;
 
 // Compiles only if the inner attribute applies to the whole function, as it
@@ -30,7 +30,7 @@ async fn inner_attribute_async(unused: u32) -> u32 {
 
 #[test]
 fn a_body_may_start_with_an_inner_attribute() {
-    own_dir();
+    let _dir = OwnDir::new();
     assert_eq!(inner_attribute(0), 2);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{busy_elsewhere, own_dir};
+use common::{busy_elsewhere, OwnDir};
 use lockattr::exclusive;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -71,15 +71,6 @@ fn tail_unit() {
     .touch()
 }
 
-#[test]
-fn tail_temporaries_of_a_sync_body_drop_inside_the_lock() {
-    own_dir();
-    assert_eq!(tail_value(), 7);
-    assert_held(&SYNC_VALUE, "fn -> u32");
-    tail_unit();
-    assert_held(&SYNC_UNIT, "fn -> ()");
-}
-
 static ASYNC_VALUE: AtomicU8 = AtomicU8::new(NOT_DROPPED);
 
 #[exclusive("e2021-tail-async", on_busy = 0)]
@@ -93,8 +84,13 @@ async fn tail_value_async() -> u32 {
 }
 
 #[test]
-fn tail_temporaries_of_an_async_body_drop_inside_the_lock() {
-    own_dir();
+fn tail_temporaries_drop_inside_the_lock() {
+    let _dir = OwnDir::new();
+    assert_eq!(tail_value(), 7);
+    assert_held(&SYNC_VALUE, "fn -> u32");
+    tail_unit();
+    assert_held(&SYNC_UNIT, "fn -> ()");
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");

@@ -4,19 +4,27 @@
 
 use lockattr::{Lock, LockName};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-/// Points the default lock directory at this run's own, under Cargo's
-/// scratch directory for tests, so nothing else can hold these locks.
-pub fn own_dir() {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
+/// This run's lock directory, under Cargo's scratch directory for tests,
+/// so that nothing else holds these locks; removed when dropped. The
+/// default directory is set once per process, so each test binary here has
+/// one test, which owns it.
+pub struct OwnDir(PathBuf);
+
+impl OwnDir {
+    pub fn new() -> OwnDir {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("edition2021-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the lock directory");
-        dir
-    });
-    lockattr::set_default_dir(dir).expect("this run's lock directory");
+        lockattr::set_default_dir(&dir).expect("this run's lock directory");
+        OwnDir(dir)
+    }
+}
+
+impl Drop for OwnDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Whether another thread of this process finds the lock busy right now
