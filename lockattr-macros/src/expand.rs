@@ -110,7 +110,29 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
         None => quote!(::lockattr),
     };
     let private = quote!(#krate::__private);
-    let lock = lock_expr(args, &krate);
+    // A test must not pass without running: unless the attribute says how
+    // to treat busy, a test waits. `#[test]` written above `#[exclusive]`
+    // is expanded first and leaves no trace here; the runtime then tells
+    // the test by its thread's name, which libtest sets to the test's name.
+    let busy_unsaid = args.wait.is_none() && args.on_busy.is_none();
+    let seen_test = busy_unsaid && attrs.iter().any(is_test_attribute);
+    let lock = lock_expr(args, &krate, seen_test);
+    let test = if busy_unsaid && !seen_test && may_be_test(&sig) {
+        let name = sig.ident.to_string();
+        quote! {
+            const {
+                if ::core::cfg!(test) {
+                    ::core::option::Option::Some(
+                        &#private::TestName::new(::core::module_path!(), #name),
+                    )
+                } else {
+                    ::core::option::Option::None
+                }
+            }
+        }
+    } else {
+        quote!(::core::option::Option::None)
+    };
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => Some(&**ty),
         ReturnType::Default => None,
@@ -136,7 +158,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     let Body { inner, stmts } = syn::parse2(body.stream())?;
     // The user's statements get a block of the macro's own. Its span, not
     // the caller's, decides when the temporaries of its tail expression
-    // drop (rustc reads the edition of the block's span): this crate's
+    // drop (rustc's `resolve_block` reads `blk.span.edition()`): this crate's
     // edition 2024 drops them before the hold, where an edition 2021 block
     // would drop them after it, outside the lock. Located at the user's
     // braces, so diagnostics about the body still point at it.
@@ -166,7 +188,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
                 }
             }
         });
-        let take = take(quote!(#private::enter(#site, const { &#lock })));
+        let take = take(quote!(#private::enter(#site, const { &#lock }, #test)));
         quote!(#(#inner)* #check #take #user)
     };
     let mut new_body = Group::new(Delimiter::Brace, stmts);
@@ -176,7 +198,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
 
 /// `Lock::new(NAME).dir(..).shared().wait_for(..)`, evaluated in a `const`
 /// block, so a bad `const` name fails to compile.
-fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
+fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
     let mut lock = match &args.target {
         Target::Name(name) => {
             quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name)))
@@ -201,9 +223,27 @@ fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
         Some(Wait::For(ms)) => {
             lock.extend(quote!(.wait_for(::core::time::Duration::from_millis(#ms))))
         }
+        None if test => lock.extend(quote!(.wait())),
         None => {}
     }
     lock
+}
+
+/// `#[test]`, `#[tokio::test]`, `#[::core::prelude::v1::test]` (which
+/// `#[tokio::test]` leaves when written above `#[exclusive]`), and the like.
+fn is_test_attribute(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "test")
+}
+
+/// Whether libtest could run this function as a test: `fn name()`, with
+/// neither parameters nor generics. (An `async fn` becomes a test only
+/// through an attribute such as `#[tokio::test]`, which leaves a plain
+/// `fn` behind when it expands first.)
+fn may_be_test(sig: &Signature) -> bool {
+    sig.asyncness.is_none() && sig.inputs.is_empty() && sig.generics.params.is_empty()
 }
 
 /// What the function returns when the lock cannot be had: `on_busy` when
