@@ -316,11 +316,16 @@ fn result_fn_busy_in_a_child_is_err_naming_the_holder() {
 
 /// An entry point returning `anyhow::Result`, as `fn main` would: libtest
 /// reports its value through `std::process::Termination`, the trait that
-/// turns `main`'s `Err` into "Error: ..." and a failure exit status.
+/// turns `main`'s `Err` into "Error: ..." and a failure exit status. The
+/// lock is on a function the test calls: on the test itself it would wait.
 #[test]
 #[ignore = "only as a child process of another test"]
-#[exclusive("process-main-anyhow")]
 fn main_anyhow() -> anyhow::Result<()> {
+    locked_main_anyhow()
+}
+
+#[exclusive("process-main-anyhow")]
+fn locked_main_anyhow() -> anyhow::Result<()> {
     touch_marker();
     Ok(())
 }

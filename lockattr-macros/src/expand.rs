@@ -1,11 +1,15 @@
-//! The rewrite: one `let` that takes the lock goes in front of the body;
-//! the signature and the user's braces stay as they were.
+//! The rewrite: one `let` that takes the lock goes in front of the body,
+//! whose statements move into a block of the macro's own; the signature and
+//! the user's braces stay as they were.
 
 use crate::args::{Args, Target, Wait};
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Error, ReturnType, Signature, Token, Type, Visibility};
+use syn::{
+    Attribute, Error, GenericArgument, PathArguments, ReturnType, Signature, Token, Type,
+    TypeParamBound, Visibility,
+};
 
 /// The entry point. On error: the compile error *and* the item unchanged,
 /// so one mistake gives one error and the rest of the crate still checks.
@@ -72,6 +76,22 @@ impl Parse for Function {
     }
 }
 
+/// The body's inner attributes (`#![allow(..)]`), which belong to the
+/// function, and its statements, kept as tokens.
+struct Body {
+    inner: Vec<Attribute>,
+    stmts: TokenStream,
+}
+
+impl Parse for Body {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Body> {
+        Ok(Body {
+            inner: input.call(Attribute::parse_inner)?,
+            stmts: input.parse()?,
+        })
+    }
+}
+
 fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     let Function {
         attrs,
@@ -90,7 +110,29 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
         None => quote!(::lockattr),
     };
     let private = quote!(#krate::__private);
-    let lock = lock_expr(args, &krate);
+    // A test must not pass without running: unless the attribute says how
+    // to treat busy, a test waits. `#[test]` written above `#[exclusive]`
+    // is expanded first and leaves no trace here; the runtime then tells
+    // the test by its thread's name, which libtest sets to the test's name.
+    let busy_unsaid = args.wait.is_none() && args.on_busy.is_none();
+    let seen_test = busy_unsaid && attrs.iter().any(is_test_attribute);
+    let lock = lock_expr(args, &krate, seen_test);
+    let test = if busy_unsaid && !seen_test && may_be_test(&sig) {
+        let name = sig.ident.to_string();
+        quote! {
+            const {
+                if ::core::cfg!(test) {
+                    ::core::option::Option::Some(
+                        &#private::TestName::new(::core::module_path!(), #name),
+                    )
+                } else {
+                    ::core::option::Option::None
+                }
+            }
+        }
+    } else {
+        quote!(::core::option::Option::None)
+    };
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => Some(&**ty),
         ReturnType::Default => None,
@@ -98,7 +140,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     let hold = quote_spanned!(Span::mixed_site()=> __lockattr_hold);
     let err = quote_spanned!(Span::mixed_site()=> __lockattr_err);
     if let (None, Some(ty)) = (&sig.asyncness, ret) {
-        reject_future(ty)?;
+        reject_impl_future(ty)?;
     }
     let on_err = busy_or_failed(args, ret, &private, &err)?;
     let site = quote!({
@@ -113,28 +155,41 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
             };
         }
     };
+    let Body { inner, stmts } = syn::parse2(body.stream())?;
+    // The user's statements get a block of the macro's own. Its span, not
+    // the caller's, decides when the temporaries of its tail expression
+    // drop (rustc's `resolve_block` reads `blk.span.edition()`): this crate's
+    // edition 2024 drops them before the hold, where an edition 2021 block
+    // would drop them after it, outside the lock. Located at the user's
+    // braces, so diagnostics about the body still point at it.
+    let mut user = Group::new(Delimiter::Brace, stmts);
+    user.set_span(Span::call_site().located_at(body.span()));
     let stmts = if sig.asyncness.is_some() {
         let take = take(quote!(#private::enter_async(#site, const { &#lock }).await));
         // The body becomes an `async move` block polled inside the hold, so
         // that nested `#[exclusive]` calls see this task as the holder.
         // `return` and `?` keep their meaning inside the block.
         quote! {
+            #(#inner)*
             #take
-            #private::scoped(&#hold, async move #body).await
+            #private::scoped(&#hold, async move #user).await
         }
     } else {
         let check = named(ret).map(|ty| {
+            // The call ends on the type's last token, so that rustc
+            // underlines the whole type when it is a future.
+            let end = ty.to_token_stream().into_iter().last().map(|tt| tt.span());
+            let kind = quote_spanned!(end.unwrap_or_else(Span::call_site)=> .kind());
             quote_spanned! {ty_span(ty)=>
-                #private::not_a_future({
+                {
                     #[allow(unused_imports)] // only one of the two applies
                     use #private::{ReturnsFuture as _, ReturnsValue as _};
-                    (&#private::Check::<#ty>::new()).kind()
-                });
+                    #private::not_a_future((&#private::Check::<#ty>::new())#kind);
+                }
             }
         });
-        let take = take(quote!(#private::enter(#site, const { &#lock })));
-        let user = body.stream();
-        quote!(#check #take #user)
+        let take = take(quote!(#private::enter(#site, const { &#lock }, #test)));
+        quote!(#(#inner)* #check #take #user)
     };
     let mut new_body = Group::new(Delimiter::Brace, stmts);
     new_body.set_span(body.span());
@@ -143,7 +198,7 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
 
 /// `Lock::new(NAME).dir(..).shared().wait_for(..)`, evaluated in a `const`
 /// block, so a bad `const` name fails to compile.
-fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
+fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
     let mut lock = match &args.target {
         Target::Name(name) => {
             quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name)))
@@ -168,9 +223,27 @@ fn lock_expr(args: &Args, krate: &TokenStream) -> TokenStream {
         Some(Wait::For(ms)) => {
             lock.extend(quote!(.wait_for(::core::time::Duration::from_millis(#ms))))
         }
+        None if test => lock.extend(quote!(.wait())),
         None => {}
     }
     lock
+}
+
+/// `#[test]`, `#[tokio::test]`, `#[::core::prelude::v1::test]` (which
+/// `#[tokio::test]` leaves when written above `#[exclusive]`), and the like.
+fn is_test_attribute(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "test")
+}
+
+/// Whether libtest could run this function as a test: `fn name()`, with
+/// neither parameters nor generics. (An `async fn` becomes a test only
+/// through an attribute such as `#[tokio::test]`, which leaves a plain
+/// `fn` behind when it expands first.)
+fn may_be_test(sig: &Signature) -> bool {
+    sig.asyncness.is_none() && sig.inputs.is_empty() && sig.generics.params.is_empty()
 }
 
 /// What the function returns when the lock cannot be had: `on_busy` when
@@ -217,19 +290,45 @@ fn busy_or_failed(
     }})
 }
 
-/// Refuses the future-returning shapes visible in the signature: the lock
+/// Refuses an `impl Future` (or `impl IntoFuture`) return type: the lock
 /// would be released when the function returns the future, before it runs.
-fn reject_future(ty: &Type) -> syn::Result<()> {
-    let future = ["Future", "IntoFuture", "BoxFuture", "LocalBoxFuture"];
-    if mentions(ty.to_token_stream(), &|ident| {
-        future.iter().any(|f| ident == f)
-    }) {
+/// Only `impl Trait` is judged by its name, since the body cannot name it;
+/// every other type is judged by what it is (`__private::Check`), so a
+/// user's own type called `Future` is no future, and an alias of
+/// `Pin<Box<dyn Future>>` is one.
+fn reject_impl_future(ty: &Type) -> syn::Result<()> {
+    if impl_future(ty) {
         return Err(Error::new_spanned(
             ty,
             "`#[exclusive]` on a function that is not `async` but returns a future: the lock would be released when the function returns the future, before the future runs; make it an `async fn` (in traits, native `async fn` instead of `#[async_trait]`)",
         ));
     }
     Ok(())
+}
+
+/// Whether the type is, or has among its type arguments, an `impl Future`
+/// or `impl IntoFuture`.
+fn impl_future(ty: &Type) -> bool {
+    match ty {
+        Type::ImplTrait(ty) => ty.bounds.iter().any(|bound| {
+            matches!(bound, TypeParamBound::Trait(bound)
+                if bound.path.segments.last().is_some_and(|segment| {
+                    segment.ident == "Future" || segment.ident == "IntoFuture"
+                }))
+        }),
+        Type::Path(ty) => ty.path.segments.iter().any(|segment| {
+            matches!(&segment.arguments, PathArguments::AngleBracketed(args)
+                if args.args.iter().any(|arg| matches!(arg, GenericArgument::Type(ty) if impl_future(ty))))
+        }),
+        Type::Tuple(ty) => ty.elems.iter().any(impl_future),
+        Type::Array(ty) => impl_future(&ty.elem),
+        Type::Group(ty) => impl_future(&ty.elem),
+        Type::Paren(ty) => impl_future(&ty.elem),
+        Type::Ptr(ty) => impl_future(&ty.elem),
+        Type::Reference(ty) => impl_future(&ty.elem),
+        Type::Slice(ty) => impl_future(&ty.elem),
+        _ => false,
+    }
 }
 
 /// The return type, when the expansion can name it and it is a value:

@@ -27,6 +27,11 @@
 //! says. A failure to set the lock up (missing directory, permission) is an
 //! error, never "busy".
 //!
+//! On a `#[test]` or `#[tokio::test]` function without `wait`,
+//! `wait = "DUR"` or `on_busy`, the attribute waits for the lock instead, in
+//! either attribute order: a test never passes without running, and tests
+//! that share a resource take turns across test binaries and processes.
+//!
 //! The attribute is sugar for [`Lock::acquire`]; `build` above behaves as:
 //!
 //! ```
