@@ -502,12 +502,9 @@ impl State {
     }
 }
 
-/// Where the registry finds a slot. The hasher has fixed keys: the keys are
-/// our own, and a random seed would cost a getrandom(2) on the first lock.
+/// Where the registry finds a slot besides the path a lock spelled.
 #[derive(Hash, PartialEq, Eq)]
 enum Key {
-    /// A lock file by the path as the lock spelled it.
-    Path(PathBuf),
     /// A lock file by its directory's identity and its file name: two
     /// spellings of one file (a symlinked directory; `/var/run/lock` beside
     /// `/run/lock`) must be one lock in this process, or a nested call
@@ -518,9 +515,16 @@ enum Key {
     Advisory(i64),
 }
 
+/// The hashers have fixed keys: the keys are our own, and a random seed
+/// would cost a getrandom(2) on the first lock.
+type Map<K> = HashMap<K, &'static Slot, BuildHasherDefault<DefaultHasher>>;
+
 struct Registry {
     pid: u32,
-    slots: HashMap<Key, &'static Slot, BuildHasherDefault<DefaultHasher>>,
+    /// Lock files by the path as the lock spelled it: looked up with a
+    /// borrowed path, so a repeated call allocates nothing.
+    by_path: Map<PathBuf>,
+    by_key: Map<Key>,
     count: usize,
 }
 
@@ -539,7 +543,8 @@ fn registry() -> MutexGuard<'static, Option<Registry>> {
         }
         *registry = Some(Registry {
             pid,
-            slots: HashMap::default(),
+            by_path: Map::default(),
+            by_key: Map::default(),
             count: 0,
         });
     }
@@ -547,7 +552,7 @@ fn registry() -> MutexGuard<'static, Option<Registry>> {
 }
 
 impl Registry {
-    fn insert(&mut self, name: Option<&str>, target: Target, keys: Vec<Key>) -> &'static Slot {
+    fn insert(&mut self, name: Option<&str>, target: Target) -> &'static Slot {
         let slot: &'static Slot = Box::leak(Box::new(Slot {
             pid: self.pid,
             name: name.map(Box::from),
@@ -557,9 +562,6 @@ impl Registry {
             changed: Condvar::new(),
         }));
         self.count += 1;
-        for key in keys {
-            self.slots.insert(key, slot);
-        }
         slot
     }
 }
@@ -570,20 +572,25 @@ impl Registry {
 pub(crate) fn file_slot(name: Option<&str>, path: &Path) -> &'static Slot {
     let mut guard = registry();
     let registry = guard.as_mut().expect("made above");
-    let by_path = Key::Path(path.to_owned());
-    if let Some(slot) = registry.slots.get(&by_path) {
+    if let Some(slot) = registry.by_path.get(path) {
         return slot;
     }
     let by_file = file_key(path);
-    let known = by_file.as_ref().and_then(|key| registry.slots.get(key));
+    let known = by_file.as_ref().and_then(|key| registry.by_key.get(key));
     // The slot's own directory must still be that one: a directory removed
     // since leaves its inode number free for a new one.
-    if let Some(&slot) = known.filter(|slot| slot.path().and_then(file_key) == by_file) {
-        registry.slots.insert(by_path, slot);
-        return slot;
-    }
-    let keys = std::iter::once(by_path).chain(by_file).collect();
-    registry.insert(name, Target::file(path), keys)
+    let slot = match known.filter(|slot| slot.path().and_then(file_key) == by_file) {
+        Some(&slot) => slot,
+        None => {
+            let slot = registry.insert(name, Target::file(path));
+            if let Some(key) = by_file {
+                registry.by_key.insert(key, slot);
+            }
+            slot
+        }
+    };
+    registry.by_path.insert(path.to_owned(), slot);
+    slot
 }
 
 /// The slot for advisory `key` on the process's server.
@@ -595,14 +602,12 @@ pub(crate) fn advisory_slot(
 ) -> &'static Slot {
     let mut guard = registry();
     let registry = guard.as_mut().expect("made above");
-    if let Some(slot) = registry.slots.get(&Key::Advisory(key)) {
+    if let Some(slot) = registry.by_key.get(&Key::Advisory(key)) {
         return slot;
     }
-    registry.insert(
-        name,
-        Target::Advisory { server, key },
-        vec![Key::Advisory(key)],
-    )
+    let slot = registry.insert(name, Target::Advisory { server, key });
+    registry.by_key.insert(Key::Advisory(key), slot);
+    slot
 }
 
 /// The lock file's directory (by device and inode) and file name; `None`
@@ -618,9 +623,12 @@ pub(crate) fn close_idle() {
     let slots: Vec<&'static Slot> = {
         let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
         match &*registry {
-            Some(registry) if registry.pid == process::pid() => {
-                registry.slots.values().copied().collect()
-            }
+            Some(registry) if registry.pid == process::pid() => registry
+                .by_path
+                .values()
+                .chain(registry.by_key.values())
+                .copied()
+                .collect(),
             _ => return,
         }
     };
@@ -633,7 +641,11 @@ pub(crate) fn close_idle() {
 /// handles we can (see `Handle::abandon`), and leave the rest to the guards
 /// that still point at them.
 fn forget_inherited(registry: Registry) {
-    for slot in registry.slots.into_values() {
+    for slot in registry
+        .by_path
+        .into_values()
+        .chain(registry.by_key.into_values())
+    {
         // try_lock: a parent thread may have held the mutex at fork time.
         if let Ok(mut st) = slot.state.try_lock() {
             st.held = None;
