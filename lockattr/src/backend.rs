@@ -23,7 +23,7 @@ use std::time::Instant;
 pub(crate) enum Backend {
     File,
     #[cfg(feature = "postgres")]
-    Postgres(pg::Server),
+    Postgres(Box<pg::Server>),
 }
 
 /// The process's backend. `LOCKATTR_URL` is read once; when it is set and
@@ -49,7 +49,10 @@ fn select(url: &str) -> Result<Backend, String> {
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
         #[cfg(feature = "postgres")]
-        Some("postgres" | "postgresql") => pg::Server::from_url(url).map(Backend::Postgres),
+        Some("postgres" | "postgresql") => {
+            pg::Server::from_url(url).map(|server| Backend::Postgres(Box::new(server)))
+        }
+        #[cfg(not(feature = "postgres"))]
         Some(scheme @ ("postgres" | "postgresql")) => Err(format!(
             "LOCKATTR_URL is set (scheme `{scheme}`), but this program was built without \
              lockattr's `postgres` feature; build it with `lockattr = {{ features = \
@@ -156,7 +159,6 @@ impl Target {
         }
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn about<'a>(&'a self, name: Option<&'a str>) -> About<'a> {
         About {
             name,
@@ -172,6 +174,32 @@ impl Target {
             Handle::File(file) => file::still_named(self.ctx(name), file.identity),
             #[cfg(feature = "postgres")]
             Handle::Advisory(_) => Ok(true),
+        }
+    }
+
+    /// Whether `handle` still holds the lock as this target: a file must
+    /// still be named by the path, a session must still hold the key.
+    pub(crate) fn still_held(&self, name: Option<&str>, handle: &Handle) -> Result<bool, Error> {
+        match handle {
+            Handle::File(_) => self.confirm(name, handle),
+            #[cfg(feature = "postgres")]
+            Handle::Advisory(session) => session.still_held(self.about(name)),
+        }
+    }
+
+    /// A number that grows with every acquisition (a database lock only).
+    pub(crate) fn fencing_token(&self, name: Option<&str>, handle: &Handle) -> Result<u64, Error> {
+        match handle {
+            Handle::File(_) => Err(Error::other(
+                ErrorKind::Config,
+                self.about(name),
+                "a lock file has no fencing token: flock(2) gives no number that grows with \
+                 every holder; fencing tokens come with locks on a PostgreSQL server \
+                 (LOCKATTR_URL and the `postgres` feature)"
+                    .to_owned(),
+            )),
+            #[cfg(feature = "postgres")]
+            Handle::Advisory(session) => session.fencing_token(self.about(name)),
         }
     }
 
@@ -262,6 +290,15 @@ impl Handle {
                 identity: None,
                 cancel: Some(session.cancel()),
             },
+        }
+    }
+
+    /// Says loudly that the lock was lost while held (once).
+    pub(crate) fn report_lost(&self, target: &Target, name: Option<&str>, lost: Lost) {
+        match self {
+            Handle::File(_) => crate::report::lost(name, target.location(), lost),
+            #[cfg(feature = "postgres")]
+            Handle::Advisory(session) => session.report_loss(),
         }
     }
 

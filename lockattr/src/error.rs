@@ -49,6 +49,24 @@ pub enum Holder {
         /// That user's name, from `/etc/passwd`, when listed there.
         user: Option<String>,
     },
+    /// A session of the PostgreSQL server (`LOCKATTR_URL`): another host's
+    /// lockattr, or another client such as `psql` or a service using sqlx.
+    #[non_exhaustive]
+    Session {
+        /// The holding program's pid on its host, when it is lockattr
+        /// (which puts it in the session's `application_name`).
+        pid: Option<u32>,
+        /// The holding program's host name, likewise.
+        host: Option<String>,
+        /// The server's process for that session (`pg_backend_pid()`).
+        backend_pid: u32,
+        /// The client's address as the server sees it.
+        address: Option<String>,
+        /// The database user.
+        user: Option<String>,
+        /// The session's `application_name`.
+        application: Option<String>,
+    },
     /// The kernel reports the lock busy but lists no holder: it is in
     /// another pid namespace (a container), or let go just now.
     Unlisted,
@@ -62,6 +80,7 @@ impl Holder {
     pub fn pid(&self) -> Option<u32> {
         match *self {
             Holder::ThisProcess { pid } | Holder::Process { pid, .. } => Some(pid),
+            Holder::Session { pid, .. } => pid,
             Holder::Unlisted | Holder::Unknown => None,
         }
     }
@@ -97,6 +116,30 @@ impl fmt::Display for Holder {
                     (None, Some(uid)) => write!(f, " of uid {uid}"),
                     _ => Ok(()),
                 }
+            }
+            Holder::Session {
+                pid,
+                host,
+                backend_pid,
+                address,
+                user,
+                application,
+            } => {
+                match (pid, host) {
+                    (Some(pid), Some(host)) => write!(f, "pid {pid} on host {host} (")?,
+                    _ => match application {
+                        Some(application) => write!(f, "{application} (")?,
+                        None => f.write_str("a client (")?,
+                    },
+                }
+                write!(f, "database session {backend_pid}")?;
+                if let Some(user) = user {
+                    write!(f, " of user {user}")?;
+                }
+                if let Some(address) = address {
+                    write!(f, " from {address}")?;
+                }
+                f.write_str(")")
             }
             Holder::Unlisted => f.write_str(
                 "another process that /proc/locks does not list (in another pid namespace, or \

@@ -132,6 +132,8 @@ mod lock;
 mod name;
 #[cfg(unix)]
 mod outcome;
+#[cfg(all(unix, feature = "postgres"))]
+mod pg;
 #[cfg(unix)]
 mod place;
 #[cfg(unix)]
@@ -164,5 +166,7 @@ pub use lock::{Guard, Hold, Lock, close_idle, lock_path};
 #[doc(inline)]
 pub use lockattr_macros::exclusive;
 pub use name::{LockName, NameError};
+#[cfg(all(unix, feature = "postgres"))]
+pub use pg::advisory_key;
 #[cfg(unix)]
 pub use place::set_default_dir;

@@ -96,6 +96,35 @@ impl Lock {
         self.place.resolve()
     }
 
+    /// Whether the caller (this thread, or the `#[exclusive]` task being
+    /// polled) holds this lock and still has it: for a lock file, that the
+    /// path still names the file it locked; for a PostgreSQL lock, that its
+    /// session still holds the key (one round trip). Inside an
+    /// `#[exclusive(NAME)]` function, `Lock::new(NAME).still_held()` asks
+    /// about that function's hold.
+    ///
+    /// # Errors
+    ///
+    /// When the question cannot be answered (the server cannot be reached
+    /// on a live session, the directory cannot be searched).
+    pub fn still_held(&self) -> Result<bool, Error> {
+        self.slot()?.still_held(HolderId::current())
+    }
+
+    /// The fencing token of the caller's hold: a number that grows with
+    /// every acquisition of this lock by anyone, across server restarts, for
+    /// the body to pass to the system it changes, which then refuses writes
+    /// carrying a smaller token than one it has seen (so a holder that lost
+    /// its lock without knowing cannot overwrite its successor's work).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for a lock file (flock has no such number) and
+    /// when the caller does not hold the lock; a failure to ask the server.
+    pub fn fencing_token(&self) -> Result<u64, Error> {
+        self.slot()?.fencing_token(HolderId::current())
+    }
+
     /// Takes the lock for this thread, or for the `#[exclusive]` task being
     /// polled, waiting as the lock says.
     pub fn acquire(&self) -> Result<Guard, Error> {
@@ -212,6 +241,24 @@ impl Guard {
     /// The lock file; `None` for a lock on a PostgreSQL server.
     pub fn path(&self) -> Option<&Path> {
         self.hold.slot.path()
+    }
+
+    /// Whether this guard's lock is still held (see [`Lock::still_held`]).
+    ///
+    /// # Errors
+    ///
+    /// When the question cannot be answered.
+    pub fn still_held(&self) -> Result<bool, Error> {
+        self.hold.slot.still_held(self.hold.holder)
+    }
+
+    /// The fencing token of this hold (see [`Lock::fencing_token`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::fencing_token`].
+    pub fn fencing_token(&self) -> Result<u64, Error> {
+        self.hold.slot.fencing_token(self.hold.holder)
     }
 }
 

@@ -14,7 +14,6 @@ use crate::error::{About, Error, ErrorKind, Holder};
 use crate::file::{self, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
-use crate::report;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::{BuildHasherDefault, DefaultHasher};
@@ -318,6 +317,37 @@ impl Slot {
         }
     }
 
+    /// Whether `holder` holds the lock and the backend still has it: the
+    /// file is still named by its path, the database session still holds
+    /// the key. A round trip for a database lock.
+    pub(crate) fn still_held(&self, holder: HolderId) -> Result<bool, Error> {
+        let st = self.state();
+        let holds = st.holders.iter().any(|(id, _)| *id == holder);
+        match &st.handle {
+            Some(handle) if holds && st.held.is_some() => {
+                self.target.still_held(self.name(), handle)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The fencing token of `holder`'s hold.
+    pub(crate) fn fencing_token(&self, holder: HolderId) -> Result<u64, Error> {
+        let st = self.state();
+        let holds = st.holders.iter().any(|(id, _)| *id == holder);
+        match &st.handle {
+            Some(handle) if holds && st.held.is_some() => {
+                self.target.fencing_token(self.name(), handle)
+            }
+            _ => {
+                let text = "a fencing token is given only to the holder, while it holds the \
+                            lock"
+                    .to_owned();
+                Err(Error::other(ErrorKind::Config, self.about(), text))
+            }
+        }
+    }
+
     /// Ends one hold of `holder`; the last one in the process unlocks,
     /// after checking that the lock was not lost meanwhile.
     pub(crate) fn release(&self, holder: HolderId) {
@@ -330,12 +360,17 @@ impl Slot {
                 .handle
                 .as_ref()
                 .and_then(|handle| self.target.lost(handle));
-            if let Some(lost) = lost {
+            match (lost, st.handle.take()) {
                 // Our handle holds an orphan: the next hold opens afresh.
-                st.forget_handle();
-                report::lost(self.name(), self.target.location(), lost);
+                (Some(lost), Some(handle)) => {
+                    st.held = None;
+                    handle.report_lost(&self.target, self.name(), lost);
+                }
+                (_, handle) => {
+                    st.handle = handle;
+                    st.unlock();
+                }
             }
-            st.unlock();
         }
         if !self.keep_open && st.holders.is_empty() {
             st.forget_handle();

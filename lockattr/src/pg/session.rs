@@ -1,0 +1,264 @@
+//! One lock's database session: the connection whose session holds the
+//! advisory lock, kept between holds so that a repeated call is one round
+//! trip.
+
+use super::{HEARTBEAT, Server, application_name, describe, first_value, key_parts, runtime};
+use crate::error::{About, Error, ErrorKind};
+use crate::file::{LockMode, Try};
+use crate::process;
+use crate::report;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+pub(crate) struct Session {
+    client: Arc<Client>,
+    flags: Arc<Flags>,
+    key: i64,
+    server: &'static Server,
+}
+
+/// What the session's connection task and heartbeat share with it.
+struct Flags {
+    /// The connection is open; once false, the server has let go of every
+    /// lock the session held.
+    alive: AtomicBool,
+    /// The session holds the lock now (the heartbeat pings only then).
+    held: AtomicBool,
+    /// The loss was reported, so it is reported once.
+    reported: AtomicBool,
+    name: Option<Box<str>>,
+    key: i64,
+    label: Box<str>,
+}
+
+impl Flags {
+    /// Says loudly, once, that the lock was lost while held.
+    fn report_loss(&self) {
+        if !self.reported.swap(true, Ordering::SeqCst) {
+            let at = crate::error::LocationRef::Advisory {
+                server: &self.label,
+                key: self.key,
+            };
+            report::lost(self.name.as_deref(), at, crate::backend::Lost::Session);
+        }
+    }
+}
+
+/// Cancels a wait in progress on the server (a new connection that sends
+/// PostgreSQL's cancel request for the session).
+pub(crate) struct Cancel {
+    token: tokio_postgres::CancelToken,
+    tls: super::Tls,
+}
+
+impl Cancel {
+    pub(crate) fn cancel(&self) {
+        let (token, tls) = (self.token.clone(), self.tls.clone());
+        runtime::spawn(async move {
+            let _ = token.cancel_query(tls).await;
+        });
+    }
+}
+
+impl Session {
+    /// Connects, sets the session up and (once per process) checks that
+    /// the server keeps a session's lock to that session.
+    pub(crate) fn open(
+        server: &'static Server,
+        key: i64,
+        name: Option<&str>,
+        about: About<'_>,
+    ) -> Result<Session, Error> {
+        let flags = Arc::new(Flags {
+            alive: AtomicBool::new(true),
+            held: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
+            name: name.map(Box::from),
+            key,
+            label: server.label().into(),
+        });
+        let app = application_name(process::pid(), name.unwrap_or("(path)"));
+        let on_end = {
+            let flags = Arc::downgrade(&flags);
+            move |_: Result<(), String>| {
+                if let Some(flags) = flags.upgrade() {
+                    flags.alive.store(false, Ordering::SeqCst);
+                    if flags.held.load(Ordering::SeqCst) {
+                        flags.report_loss();
+                    }
+                }
+            }
+        };
+        let opened = runtime::block_on(async move {
+            let client = server.connect(&app, on_end).await?;
+            server.check(&client).await?;
+            Ok::<_, String>(client)
+        });
+        let client = match opened {
+            Ok(Ok(client)) => Arc::new(client),
+            Ok(Err(text)) | Err(text) => return Err(Error::other(ErrorKind::Io, about, text)),
+        };
+        runtime::spawn(heartbeat(Arc::downgrade(&client), Arc::downgrade(&flags)));
+        Ok(Session {
+            client,
+            flags,
+            key,
+            server,
+        })
+    }
+
+    /// One round trip: `pg_try_advisory_lock[_shared]`.
+    pub(crate) fn try_lock(&mut self, mode: LockMode, about: About<'_>) -> Result<Try, Error> {
+        let function = match mode {
+            LockMode::Exclusive => "pg_try_advisory_lock",
+            LockMode::Shared => "pg_try_advisory_lock_shared",
+        };
+        let sql = format!("SELECT {function}({})", self.key);
+        let locked = self.query(sql, about, "lock")? == "t";
+        self.flags.held.store(locked, Ordering::SeqCst);
+        Ok(if locked { Try::Locked } else { Try::Busy })
+    }
+
+    /// Waits in the server's queue, until `deadline` (`lock_timeout`: busy,
+    /// SQLSTATE 55P03) or a cancel (57014: busy too).
+    pub(crate) fn lock_blocking(
+        &mut self,
+        mode: LockMode,
+        deadline: Option<Instant>,
+        about: About<'_>,
+    ) -> Result<Try, Error> {
+        let function = match mode {
+            LockMode::Exclusive => "pg_advisory_lock",
+            LockMode::Shared => "pg_advisory_lock_shared",
+        };
+        // 0 waits without limit; a deadline due already still waits 1 ms.
+        let timeout_ms = deadline.map_or(0, |deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            left.as_millis().clamp(1, u128::from(u32::MAX))
+        });
+        let sql = format!(
+            "SET lock_timeout = {timeout_ms}; SELECT {function}({}); SET lock_timeout = 0",
+            self.key
+        );
+        let client = self.client.clone();
+        let waited = runtime::block_on(async move { client.simple_query(&sql).await });
+        match waited {
+            Ok(Ok(_)) => {
+                self.flags.held.store(true, Ordering::SeqCst);
+                Ok(Try::Locked)
+            }
+            Ok(Err(err))
+                if matches!(
+                    err.code(),
+                    Some(&SqlState::LOCK_NOT_AVAILABLE | &SqlState::QUERY_CANCELED)
+                ) =>
+            {
+                Ok(Try::Busy)
+            }
+            Ok(Err(err)) => Err(self.failure(about, "wait for", &describe(&err))),
+            Err(text) => Err(self.failure(about, "wait for", &text)),
+        }
+    }
+
+    /// Lets go without waiting for the answer: the request goes out before
+    /// any later one on this connection, so a repeated call stays one round
+    /// trip. If the server says we did not hold it, the lock had been lost.
+    pub(crate) fn unlock(&mut self, mode: LockMode) {
+        self.flags.held.store(false, Ordering::SeqCst);
+        let function = match mode {
+            LockMode::Exclusive => "pg_advisory_unlock",
+            LockMode::Shared => "pg_advisory_unlock_shared",
+        };
+        let sql = format!("SELECT {function}({})", self.key);
+        let (client, flags) = (self.client.clone(), self.flags.clone());
+        runtime::spawn(async move {
+            match client.simple_query(&sql).await {
+                Ok(rows) if first_value(&rows).as_deref() == Some("f") => flags.report_loss(),
+                _ => {}
+            }
+        });
+    }
+
+    pub(crate) fn cancel(&self) -> Cancel {
+        Cancel {
+            token: self.client.cancel_token(),
+            tls: self.server.tls.clone(),
+        }
+    }
+
+    /// Whether the session ended (and the server let go of its locks).
+    pub(crate) fn lost(&self) -> bool {
+        !self.flags.alive.load(Ordering::SeqCst)
+    }
+
+    /// Says loudly that the lock was lost while held, unless the connection
+    /// task said so already.
+    pub(crate) fn report_loss(&self) {
+        self.flags.report_loss();
+    }
+
+    /// Asks the server whether this session holds the lock.
+    pub(crate) fn still_held(&self, about: About<'_>) -> Result<bool, Error> {
+        let (classid, objid) = key_parts(self.key);
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid() AND objsubid = 1 AND classid = {classid} \
+             AND objid = {objid})"
+        );
+        match self.query(sql, about, "check") {
+            Ok(held) => Ok(held == "t"),
+            Err(_) if !self.flags.alive.load(Ordering::SeqCst) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A number that grows with every acquisition of the lock, across
+    /// holders and server restarts: a transaction id of the holding
+    /// session, taken while it holds the lock. Every earlier holder took
+    /// its own before letting go, and every later one after taking it.
+    pub(crate) fn fencing_token(&self, about: About<'_>) -> Result<u64, Error> {
+        let token = self.query("SELECT pg_current_xact_id()".to_owned(), about, "fence")?;
+        token.parse().map_err(|_| {
+            let text = format!("the server gave `{token}` as a transaction id");
+            Error::other(ErrorKind::Io, about, text)
+        })
+    }
+
+    /// One simple query, its first value.
+    fn query(&self, sql: String, about: About<'_>, action: &str) -> Result<String, Error> {
+        let client = self.client.clone();
+        let result = runtime::block_on(async move { client.simple_query(&sql).await });
+        match result {
+            Ok(Ok(rows)) => Ok(first_value(&rows).unwrap_or_default()),
+            Ok(Err(err)) => Err(self.failure(about, action, &describe(&err))),
+            Err(text) => Err(self.failure(about, action, &text)),
+        }
+    }
+
+    fn failure(&self, about: About<'_>, action: &str, why: &str) -> Error {
+        let text = format!("cannot {action} it on the server: {why}");
+        Error::other(ErrorKind::Io, about, text)
+    }
+}
+
+/// While the session holds the lock, a ping every [`HEARTBEAT`]: on a dead
+/// network the ping goes unanswered and the kernel gives up on it after
+/// the client's `tcp_user_timeout`, which ends the connection, which the
+/// connection task reports. Ends with the session.
+async fn heartbeat(client: Weak<Client>, flags: Weak<Flags>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let (Some(client), Some(flags)) = (client.upgrade(), flags.upgrade()) else {
+            return;
+        };
+        if !flags.alive.load(Ordering::SeqCst) {
+            return;
+        }
+        if flags.held.load(Ordering::SeqCst) {
+            let _ = client.simple_query("").await;
+        }
+    }
+}
