@@ -2,6 +2,8 @@
 //! plain attribute, not `wait`, not a nested call. The wait's notice alarm is
 //! only set up when a wait really has to wait.
 
+mod common; // the run's own lock directory
+
 use lockattr::exclusive;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -389,6 +389,45 @@ fn created_0644_under_umask_077_and_never_deleted() {
 
 // ------------------------------------------------------- where the file lives
 
+/// The suite's own rule: every test process, and every child it starts,
+/// locks in the run's private directory (a fresh 1777 directory in
+/// `$TMPDIR`, pinned with `set_default_dir`), never in `/run/lock`; the pin
+/// wins over `LOCKATTR_DIR`.
+#[test]
+fn this_run_locks_in_its_own_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::lock_dir();
+    assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+    assert_ne!(dir, common::host_default_dir());
+    let meta = std::fs::metadata(dir).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(
+        meta.permissions().mode() & 0o7777,
+        0o1777,
+        "shared like /tmp"
+    );
+    let name = common::unique_name("own-dir");
+    let here = lockattr::lock_path(&name).unwrap();
+    assert_eq!(here, dir.join(format!("{name}.lock")));
+
+    let elsewhere = TempDir::new("own-dir-env");
+    let mut agent = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", elsewhere.path());
+    });
+    assert_eq!(
+        agent.path("lock-path"),
+        here,
+        "set_default_dir beats LOCKATTR_DIR"
+    );
+    assert_eq!(agent.lock(), Reply::Held);
+    agent::assert_busy_by(
+        &Reply::of(agent::default_lock(&name).acquire()),
+        agent.pid(),
+        "the same file",
+    );
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
 /// `LOCKATTR_DIR` moves the default directory; `Lock::path` and
 /// `lock_path` agree with it and the file is created there.
 #[test]
@@ -396,7 +435,8 @@ fn lockattr_dir_is_honoured() {
     let dir = TempDir::new("env-dir");
     let name = common::unique_name("env-dir");
     let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env("LOCKATTR_DIR", dir.path());
+        cmd.env_remove(common::DIR_VAR)
+            .env("LOCKATTR_DIR", dir.path());
     });
     let expected = dir.path().join(format!("{name}.lock"));
     assert_eq!(agent.path("path"), expected);
@@ -404,24 +444,25 @@ fn lockattr_dir_is_honoured() {
     assert_eq!(agent.lock(), Reply::Held);
     assert!(expected.is_file(), "created in LOCKATTR_DIR");
 
-    // This process does not see LOCKATTR_DIR: its file is elsewhere, so the
-    // agent's hold does not concern it.
+    // This process does not follow LOCKATTR_DIR: its file is elsewhere, so
+    // the agent's hold does not concern it.
     let here = agent::default_lock(&name);
     assert_ne!(here.path().unwrap(), expected);
     let guard = here.acquire().expect("another file, free");
     assert!(!here.path().unwrap().starts_with(dir.path()));
     drop(guard);
-    std::fs::remove_file(here.path().unwrap()).ok(); // our own scratch file
 }
 
 /// A relative `LOCKATTR_DIR` is a `Config` error (callers in different
-/// working directories would lock different files); an empty one means the
-/// default directory.
+/// working directories would lock different files); an empty one, or none,
+/// means the host's default directory: `/run/lock` if it is world-writable
+/// and sticky, else `/tmp`. The files made there are removed afterwards.
 #[test]
 fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     let name = common::unique_name("env-dir-relative");
     let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env("LOCKATTR_DIR", "relative/dir");
+        cmd.env_remove(common::DIR_VAR)
+            .env("LOCKATTR_DIR", "relative/dir");
     });
     match agent.lock() {
         Reply::Err(kind, message) => {
@@ -432,14 +473,33 @@ fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     }
     drop(agent);
 
-    let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env("LOCKATTR_DIR", "");
-    });
-    let path = agent.path("path");
-    assert_eq!(path, agent::default_lock(&name).path().unwrap());
-    assert_eq!(agent.lock(), Reply::Held);
-    drop(agent);
-    std::fs::remove_file(path).ok(); // our own scratch file
+    let expected = common::host_default_dir().join(format!("{name}.lock"));
+    let _remove = RemoveFile(expected.clone());
+    for value in [Some(""), None] {
+        let mut agent = Agent::start_with(&name, None, |cmd| {
+            cmd.env_remove(common::DIR_VAR).env_remove("LOCKATTR_DIR");
+            if let Some(value) = value {
+                cmd.env("LOCKATTR_DIR", value);
+            }
+        });
+        let what = format!("LOCKATTR_DIR={value:?}");
+        assert_eq!(agent.path("path"), expected, "{what}");
+        assert_eq!(agent.path("lock-path"), expected, "{what}");
+        assert_eq!(agent.lock(), Reply::Held, "{what}");
+        assert!(
+            expected.is_file(),
+            "{what}: created in the default directory"
+        );
+    }
+}
+
+/// Removes a file this test made outside the run's directory.
+struct RemoveFile(std::path::PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `lock_path(name)` is `DIR/NAME.lock` for the default directory, the file
@@ -478,8 +538,12 @@ fn url_unit() {}
 fn lockattr_url_makes_every_lock_an_error() {
     let dir = TempDir::new("url");
     let url = "postgres://deployer:s3cret-pw@db.example/locks";
+    // Without the run's pinned directory, so that `dir` is their default
+    // and an empty `dir` shows that no lock fell back to a local file.
     let env = |cmd: &mut std::process::Command| {
-        cmd.env("LOCKATTR_URL", url).env("LOCKATTR_DIR", dir.path());
+        cmd.env_remove(common::DIR_VAR)
+            .env("LOCKATTR_URL", url)
+            .env("LOCKATTR_DIR", dir.path());
     };
     let mut agent = Agent::start_with("url", None, env);
     for reply in [agent.lock(), agent.lock_shared()] {
@@ -502,8 +566,8 @@ fn lockattr_url_makes_every_lock_an_error() {
 
     let mut cmd = common::spawn_role("url-result");
     env(&mut cmd);
-    let out = agent::output(cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = common::output(cmd);
+    let stdout = &out.stdout;
     assert!(
         stdout.lines().any(|l| l.starts_with("OUTCOME ERR Config ")),
         "{stdout}"
@@ -511,9 +575,8 @@ fn lockattr_url_makes_every_lock_an_error() {
 
     let mut cmd = common::spawn_role("url-unit");
     env(&mut cmd);
-    let out = agent::output(cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = common::output(cmd);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(
         !out.status.success(),
         "a () function must not go on: {stdout}"
