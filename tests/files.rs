@@ -10,6 +10,7 @@ mod agent;
 mod common;
 
 use agent::{Agent, Reply, TempDir};
+use common::Kid;
 use lockattr::{ErrorKind, exclusive};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -25,6 +26,11 @@ fn child() {
     };
     match role.as_str() {
         agent::ROLE => agent::serve(),
+        "own-dir" => {
+            let dir = lockattr::__private::TestDir::new();
+            println!("DIR {}", dir.path().display());
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
         "url-result" => match url_result() {
             Ok(()) => println!("OUTCOME RAN"),
             Err(err) => println!("OUTCOME {}", agent::describe(&err)),
@@ -426,6 +432,31 @@ fn this_run_locks_in_its_own_directory() {
         "the same file",
     );
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+/// A test process killed with SIGKILL cannot remove its directory: the
+/// next one to make a directory removes it, knowing it by its owner's flock
+/// being gone, and leaves those of live processes (this one's) alone.
+#[test]
+fn a_directory_left_by_a_killed_run_is_removed_by_the_next() {
+    let mut killed = Kid::role("own-dir", &[]);
+    let left = std::path::PathBuf::from(killed.expect("DIR").0);
+    std::fs::write(left.join("inside.lock"), "").unwrap();
+    let mut alive = Kid::role("own-dir", &[]);
+    let kept = std::path::PathBuf::from(alive.expect("DIR").0);
+    killed.kill();
+    assert!(!killed.finish().status.success(), "killed");
+    assert!(left.is_dir(), "nobody removed it yet");
+
+    let next = lockattr::__private::TestDir::new();
+    assert!(!left.exists(), "{} was left behind", left.display());
+    assert!(kept.is_dir(), "a live process's directory was removed");
+    assert!(common::lock_dir().is_dir(), "this run's directory was removed");
+    let made = next.path().to_owned();
+    drop(next);
+    assert!(!made.exists(), "removed on drop");
+    assert!(alive.finish().status.success());
+    assert!(!kept.exists(), "removed by its owner");
 }
 
 /// `LOCKATTR_DIR` moves the default directory; `Lock::path` and
