@@ -451,7 +451,10 @@ fn a_directory_left_by_a_killed_run_is_removed_by_the_next() {
     let next = lockattr::__private::TestDir::new();
     assert!(!left.exists(), "{} was left behind", left.display());
     assert!(kept.is_dir(), "a live process's directory was removed");
-    assert!(common::lock_dir().is_dir(), "this run's directory was removed");
+    assert!(
+        common::lock_dir().is_dir(),
+        "this run's directory was removed"
+    );
     let made = next.path().to_owned();
     drop(next);
     assert!(!made.exists(), "removed on drop");

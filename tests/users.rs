@@ -554,38 +554,39 @@ fn ensure_user(name: &'static str) -> User {
     if let Some(user) = lookup(name) {
         return user;
     }
+    // Another run on the host may be adding the same users: take turns,
+    // under an flock on /etc/passwd itself (useradd's own locks are other
+    // files), and look again once it is ours.
+    const PASSWD: Lock = Lock::at_path("/etc/passwd").wait_for(Duration::from_secs(600));
+    let _turn = PASSWD
+        .acquire()
+        .unwrap_or_else(|err| panic!("no turn at adding users: {err}"));
+    if let Some(user) = lookup(name) {
+        return user;
+    }
     // No home; runuser runs the binary itself, so no login shell either.
-    let out = Command::new(sbin("useradd"))
-        .args([
-            "-M",
-            "-s",
-            "/usr/sbin/nologin",
-            "-c",
-            "lockattr tests",
-            name,
-        ])
-        .output()
-        .expect("run useradd");
-    // Exit status 9: the name exists, made meanwhile by a concurrent run.
-    assert!(
-        out.status.success() || out.status.code() == Some(9),
-        "useradd {name}: {out:?}"
-    );
+    let mut cmd = Command::new(sbin("useradd"));
+    cmd.args([
+        "-M",
+        "-s",
+        "/usr/sbin/nologin",
+        "-c",
+        "lockattr tests",
+        name,
+    ]);
+    let out = common::output(cmd);
+    assert!(out.status.success(), "useradd {name}: {out:?}");
     lookup(name).unwrap_or_else(|| panic!("no user {name} after useradd"))
 }
 
 fn lookup(name: &'static str) -> Option<User> {
     let id = |flag: &str| {
-        let out = Command::new("id")
-            .args([flag, name])
-            .output()
-            .expect("run id");
-        out.status.success().then(|| {
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a number from id")
-        })
+        let mut cmd = Command::new("id");
+        cmd.args([flag, name]);
+        let out = common::output(cmd);
+        out.status
+            .success()
+            .then(|| out.stdout.trim().parse().expect("a number from id"))
     };
     Some(User {
         name,

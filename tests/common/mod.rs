@@ -425,10 +425,9 @@ pub fn require_root(test: &str) -> bool {
 
 /// For tests that need a command: says so loudly when it is missing.
 pub fn require_command(test: &str, command: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("command -v {command}")]);
+    let found = output(cmd).status.success();
     if !found {
         loud(&format!(
             "SKIPPED {test}: `{command}` is not installed; .ci/run installs it"

@@ -13,7 +13,10 @@ mod tests {
     // locks in a directory of its own, pinned before `main` and removed at
     // exit, so that no other run or lock holder on the host can meet it.
     #[used]
-    #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+    #[cfg_attr(
+        target_vendor = "apple",
+        unsafe(link_section = "__DATA,__mod_init_func")
+    )]
     #[cfg_attr(not(target_vendor = "apple"), unsafe(link_section = ".init_array"))]
     static PIN_LOCK_DIR: extern "C" fn() = pin_lock_dir;
 
