@@ -135,7 +135,7 @@ fn we_are_busy_while_the_flock_command_holds() {
     let holder = flock_hold(&path, false);
     let err = while_flock_holds().unwrap_err();
     agent::assert_err_busy_by(&err, holder.pid());
-    assert!(shared_while_flock_holds().unwrap_err().is_busy());
+    agent::assert_err_busy_by(&shared_while_flock_holds().unwrap_err(), holder.pid());
     holder.release();
     while_flock_holds().expect("free once flock let go");
 

@@ -67,9 +67,16 @@ fn busy_elsewhere(lock: Lock) -> bool {
     .expect("the probing thread")
 }
 
+/// Busy, held by another thread of this process, which is named.
 fn assert_busy(err: &lockattr::Error, name: &str) {
     assert!(err.is_busy(), "expected busy, got: {err}");
     assert_eq!(err.lock_name(), Some(name));
+    let pid = std::process::id();
+    assert_eq!(
+        err.holder(),
+        Some(&lockattr::Holder::ThisProcess { pid }),
+        "{err}"
+    );
 }
 
 /// The message of a caught panic.
