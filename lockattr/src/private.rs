@@ -1,4 +1,5 @@
-//! What the attribute's expansion calls. Not a stable API: it changes with
+//! What the attribute's expansion calls, and [`TestDir`] for lockattr's
+//! own tests and doc examples. Not a stable API: it changes with
 //! `lockattr-macros`, which is pinned to this exact version.
 #![allow(missing_docs)]
 
@@ -149,7 +150,7 @@ impl TestDir {
         let tmp = std::env::temp_dir();
         sweep(&tmp);
         let owner = std::process::id();
-        for n in 0.. {
+        for n in 0u64.. {
             let path = tmp.join(format!("{}{owner}.{n}", TestDir::PREFIX));
             match rustix::fs::mkdir(&path, Mode::RWXU) {
                 Ok(()) => {}
