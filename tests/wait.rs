@@ -870,32 +870,6 @@ fn a_killed_waiter_leaves_nothing_behind() {
     drop(holder);
 }
 
-/// Removes what a test left at a lock file's path, when it is no regular
-/// file (a FIFO), before and after the test.
-struct RemoveIfNotAFile(PathBuf);
-
-impl RemoveIfNotAFile {
-    fn new(path: PathBuf) -> RemoveIfNotAFile {
-        let guard = RemoveIfNotAFile(path);
-        guard.clean();
-        guard
-    }
-
-    fn clean(&self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.0)
-            && !meta.is_file()
-        {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-impl Drop for RemoveIfNotAFile {
-    fn drop(&mut self) {
-        self.clean();
-    }
-}
-
 /// What a process saw when its lock file became a FIFO while one of its
 /// threads waited (`wait = "3s"`) behind another process: another thread's
 /// try-once and the wait, each as (ms, outcome), and how long after the
@@ -907,7 +881,6 @@ struct FifoSeen {
 }
 
 fn fifo_during_a_wait(name: &str, release: bool) -> FifoSeen {
-    let _clean = RemoveIfNotAFile::new(path_of(name));
     let mut holder = holder(name);
     let mut kid = Kid::role("fifo-swap", &[(NAME, name)]);
     kid.expect("SWAPPED");
