@@ -183,9 +183,22 @@ impl Reply {
     }
 }
 
-/// A running agent. Dropping it ends the child (and so its holds).
+/// A running agent. Dropping it closes the agent's input, and the agent
+/// exits as a process does at its end (so its holds go with it).
 pub struct Agent {
     kid: Kid,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let status = self.kid.end();
+        if !std::thread::panicking() {
+            assert!(
+                status.success() || status.code().is_none(),
+                "the agent failed: {status}"
+            );
+        }
+    }
 }
 
 impl Agent {
@@ -244,8 +257,7 @@ impl Agent {
     /// Kills the agent with SIGKILL, so it cannot let go of anything itself.
     pub fn kill(mut self) {
         self.kid.kill();
-        let finished = self.kid.finish();
-        assert!(!finished.status.success(), "killed: {finished:?}");
+        assert!(!self.kid.end().success(), "killed");
     }
 }
 

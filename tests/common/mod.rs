@@ -274,11 +274,16 @@ impl Kid {
     }
 
     /// Closes its input and waits for it to end (the watchdog bounds the
-    /// wait); returns its status and what it printed that no `expect` took.
-    pub fn finish(mut self) -> Finished {
+    /// wait), unless it ended already; returns its status.
+    pub fn end(&mut self) -> ExitStatus {
         drop(self.stdin.take());
-        let status = self.child.wait().expect("wait for the child");
         self.reaped = true;
+        self.child.wait().expect("wait for the child")
+    }
+
+    /// [`Kid::end`], and what it printed that no `expect` took.
+    pub fn finish(mut self) -> Finished {
+        let status = self.end();
         let mut stdout = std::mem::take(&mut self.seen);
         stdout.extend(self.rest(Stream::Out));
         let mut stderr = std::mem::take(&mut self.stderr);
