@@ -185,10 +185,38 @@ fn a_socket_in_its_place_is_an_error() {
 #[test]
 fn a_socket_in_its_place_is_not_a_regular_file() {
     let dir = TempDir::new("socket-kind");
-    let lock = dir.lock("socket");
+    // Not "socket": see bug_a_directory_renamed_away_is_not_its_new_name.
+    let lock = dir.lock("socket-kind");
     let path = lock.path().unwrap();
     let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind a socket");
     assert_not_regular(&acquire_within_10s(lock), "a socket", &path);
+}
+
+/// A process finds a lock file's slot again by its directory's identity
+/// (two spellings of one directory are one lock). A directory renamed
+/// away, or deleted and its inode reused by a new one (as a test's
+/// temporary directories often are), must not send a lock under the new
+/// name to the old path, which no longer exists.
+#[test]
+#[ignore = "bug: the registry keeps a slot under its directory's device and inode for the \
+            life of the process; a lock in a directory that now has that identity opens the \
+            old path and fails with ENOENT (the two socket tests failed half of the runs while \
+            they used one lock name)"]
+fn bug_a_directory_renamed_away_is_not_its_new_name() {
+    let dir = TempDir::new("renamed");
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let in_dir = |dir: &Path| {
+        lockattr::Lock::new(lockattr::LockName::new("renamed"))
+            .dir(common::leak(dir.to_str().unwrap()))
+    };
+    drop(in_dir(&old).acquire().expect("free"));
+    let new = dir.path().join("new");
+    std::fs::rename(&old, &new).unwrap();
+    let guard = in_dir(&new)
+        .acquire()
+        .expect("the same file, under its directory's new name");
+    assert_eq!(guard.path(), new.join("renamed.lock"));
 }
 
 /// A character device in the file's place: an error, not a lock on it.
@@ -397,8 +425,8 @@ fn created_0644_under_umask_077_and_never_deleted() {
 
 /// The suite's own rule: every test process, and every child it starts,
 /// locks in the run's private directory (a fresh 1777 directory in
-/// `$TMPDIR`, pinned with `set_default_dir`), never in `/run/lock`; the pin
-/// wins over `LOCKATTR_DIR`.
+/// `$TMPDIR`, pinned with `set_default_dir`), never in `/run/lock`; only a
+/// child for which a test sets `LOCKATTR_DIR` follows the default rules.
 #[test]
 fn this_run_locks_in_its_own_directory() {
     use std::os::unix::fs::PermissionsExt;
@@ -416,22 +444,21 @@ fn this_run_locks_in_its_own_directory() {
     let here = lockattr::lock_path(&name).unwrap();
     assert_eq!(here, dir.join(format!("{name}.lock")));
 
-    let elsewhere = TempDir::new("own-dir-env");
-    let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env("LOCKATTR_DIR", elsewhere.path());
-    });
-    assert_eq!(
-        agent.path("lock-path"),
-        here,
-        "set_default_dir beats LOCKATTR_DIR"
-    );
+    let mut agent = Agent::start(&name, None);
+    assert_eq!(agent.path("lock-path"), here, "a child locks there too");
     assert_eq!(agent.lock(), Reply::Held);
     agent::assert_busy_by(
         &Reply::of(agent::default_lock(&name).acquire()),
         agent.pid(),
         "the same file",
     );
-    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+
+    let elsewhere = TempDir::new("own-dir-env");
+    let mut told = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", elsewhere.path());
+    });
+    let there = elsewhere.path().join(format!("{name}.lock"));
+    assert_eq!(told.path("lock-path"), there, "LOCKATTR_DIR set by a test");
 }
 
 /// A test process killed with SIGKILL cannot remove its directory: the
@@ -469,8 +496,7 @@ fn lockattr_dir_is_honoured() {
     let dir = TempDir::new("env-dir");
     let name = common::unique_name("env-dir");
     let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env_remove(common::DIR_VAR)
-            .env("LOCKATTR_DIR", dir.path());
+        cmd.env("LOCKATTR_DIR", dir.path());
     });
     let expected = dir.path().join(format!("{name}.lock"));
     assert_eq!(agent.path("path"), expected);
@@ -495,8 +521,7 @@ fn lockattr_dir_is_honoured() {
 fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     let name = common::unique_name("env-dir-relative");
     let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env_remove(common::DIR_VAR)
-            .env("LOCKATTR_DIR", "relative/dir");
+        cmd.env("LOCKATTR_DIR", "relative/dir");
     });
     match agent.lock() {
         Reply::Err(kind, message) => {
@@ -511,7 +536,8 @@ fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     let _remove = RemoveFile(expected.clone());
     for value in [Some(""), None] {
         let mut agent = Agent::start_with(&name, None, |cmd| {
-            cmd.env_remove(common::DIR_VAR).env_remove("LOCKATTR_DIR");
+            cmd.env_remove(common::RUN_DIR_VAR)
+                .env_remove("LOCKATTR_DIR");
             if let Some(value) = value {
                 cmd.env("LOCKATTR_DIR", value);
             }
@@ -572,12 +598,10 @@ fn url_unit() {}
 fn lockattr_url_makes_every_lock_an_error() {
     let dir = TempDir::new("url");
     let url = "postgres://deployer:s3cret-pw@db.example/locks";
-    // Without the run's pinned directory, so that `dir` is their default
-    // and an empty `dir` shows that no lock fell back to a local file.
+    // `dir` is their default: empty at the end, no lock fell back to a
+    // local file.
     let env = |cmd: &mut std::process::Command| {
-        cmd.env_remove(common::DIR_VAR)
-            .env("LOCKATTR_URL", url)
-            .env("LOCKATTR_DIR", dir.path());
+        cmd.env("LOCKATTR_URL", url).env("LOCKATTR_DIR", dir.path());
     };
     let mut agent = Agent::start_with("url", None, env);
     for reply in [agent.lock(), agent.lock_shared()] {

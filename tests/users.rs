@@ -701,7 +701,7 @@ fn command(
     }
     cmd.arg(scratch.exe())
         .args(model.get_args())
-        .env_remove(common::DIR_VAR)
+        .env_remove(common::RUN_DIR_VAR)
         .env_remove("LOCKATTR_DIR")
         .env_remove("LOCKATTR_URL")
         .current_dir("/");

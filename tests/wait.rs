@@ -519,27 +519,6 @@ fn until_blocked_in_kernel(path: &Path, pid: u32) {
     }
 }
 
-/// Waits until every thread of this process in `tids` sleeps in futex(2)
-/// or flock(2), as `/proc/self/task/TID/syscall` shows: then it waits for
-/// the lock (it is not still on its way in).
-fn until_threads_sleep(tids: &[i32]) {
-    let sleeping = |tid: &i32| {
-        let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"));
-        syscall
-            .ok()
-            .and_then(|text| text.split(' ').next()?.parse::<libc::c_long>().ok())
-            .is_some_and(|nr| nr == libc::SYS_futex || nr == libc::SYS_flock)
-    };
-    let start = Instant::now();
-    while !tids.iter().all(sleeping) {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "threads {tids:?} never all slept in futex or flock"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// Contract: a bounded wait gives up after DUR, within 10% or 50 ms,
 /// whichever is larger. Never early beyond that; late by at most the
 /// tolerance plus [`NOISE`] on a busy machine.
@@ -1140,8 +1119,7 @@ fn wait_in_turn(name: &str, turn: fn(&Turns, usize) -> Result<(), Error>) -> Tur
     for i in 0..THREADS {
         let (turns, done) = (Arc::clone(&turns), done.clone());
         std::thread::spawn(move || {
-            let tid = rustix::thread::gettid().as_raw_nonzero().get();
-            turns.callers.lock().unwrap().push(tid);
+            turns.callers.lock().unwrap().push(common::tid());
             let outcome = turn(&turns, i).map_err(|err| err.to_string());
             let _ = done.send(outcome);
         });
@@ -1152,7 +1130,7 @@ fn wait_in_turn(name: &str, turn: fn(&Turns, usize) -> Result<(), Error>) -> Tur
         assert!(start.elapsed() < PATIENCE, "the threads never started");
         std::thread::sleep(Duration::from_millis(1));
     }
-    until_threads_sleep(&turns.callers.lock().unwrap());
+    common::until_threads_sleep(&turns.callers.lock().unwrap());
     assert!(
         turns.order.lock().unwrap().is_empty(),
         "a thread ran while held"

@@ -10,11 +10,13 @@
 //! Every test binary that includes this module locks in a directory of its
 //! own: before `main`, a fresh one ([`lockattr::__private::TestDir`], in
 //! `$TMPDIR`, mode 1777) is pinned as the default directory, handed to
-//! every child through [`DIR_VAR`], and removed when the process exits.
+//! every child through [`RUN_DIR_VAR`], and removed when the process exits.
 //! Another run on the host, or anything else holding a lock of the same
-//! name in `/run/lock`, cannot meet the suite's locks. A child that must
-//! follow the default rules (`LOCKATTR_DIR`, `/run/lock`, `/tmp`) is
-//! started without [`DIR_VAR`].
+//! name in `/run/lock`, cannot meet the suite's locks. A child follows the
+//! default rules instead (`LOCKATTR_DIR`, `/run/lock`, `/tmp`) when a test
+//! sets `LOCKATTR_DIR` for it, or starts it without [`RUN_DIR_VAR`]; the
+//! suite's own environment is cleared of `LOCKATTR_DIR` and `LOCKATTR_URL`
+//! for that, so that only a test sets them.
 #![allow(dead_code)] // each test binary uses a different part
 
 use lockattr::__private::TestDir;
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 const ROLE: &str = "LOCKATTR_TEST_ROLE";
 
 /// Hands the run's lock directory to child processes.
-pub const DIR_VAR: &str = "LOCKATTR_TEST_DIR";
+pub const RUN_DIR_VAR: &str = "LOCKATTR_TEST_RUN_DIR";
 
 /// How long a test waits for a line it expects.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -53,13 +55,20 @@ static OWN: OnceLock<TestDir> = OnceLock::new();
 static PINNED: OnceLock<PathBuf> = OnceLock::new();
 
 extern "C" fn pin_lock_dir() {
-    let dir = match std::env::var_os(DIR_VAR) {
-        Some(dir) => PathBuf::from(dir),    // a child: its parent's
-        None if role().is_some() => return, // a child started to follow the default rules
+    let dir = match std::env::var_os(RUN_DIR_VAR) {
+        // A child of a test that set LOCKATTR_DIR for it.
+        Some(_) if std::env::var_os("LOCKATTR_DIR").is_some() => return,
+        Some(dir) => PathBuf::from(dir),
+        // A child started to follow the default rules.
+        None if role().is_some() => return,
         None => {
             let own = OWN.get_or_init(TestDir::new);
             // SAFETY: before `main` this process has one thread.
-            unsafe { std::env::set_var(DIR_VAR, own.path()) };
+            unsafe {
+                std::env::set_var(RUN_DIR_VAR, own.path());
+                std::env::remove_var("LOCKATTR_DIR");
+                std::env::remove_var("LOCKATTR_URL");
+            }
             // SAFETY: registers a function that takes nothing and returns.
             unsafe { libc::atexit(remove_lock_dir) };
             own.path().to_owned()
@@ -393,6 +402,32 @@ impl Watchdog {
 pub fn kill(pid: u32) {
     let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
+
+/// Waits until every thread of this process in `tids` sleeps in futex(2)
+/// or flock(2), as `/proc/self/task/TID/syscall` shows: then it waits for
+/// a lock (it is not still on its way in).
+pub fn until_threads_sleep(tids: &[i32]) {
+    let sleeping = |tid: &i32| {
+        let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"));
+        syscall
+            .ok()
+            .and_then(|text| text.split(' ').next()?.parse::<libc::c_long>().ok())
+            .is_some_and(|nr| nr == libc::SYS_futex || nr == libc::SYS_flock)
+    };
+    let start = Instant::now();
+    while !tids.iter().all(sleeping) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "threads {tids:?} never all slept in futex or flock"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// This thread's id, for [`until_threads_sleep`].
+pub fn tid() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 // ----------------------------------------------------------------- misc
