@@ -264,6 +264,13 @@ impl Kid {
         }
     }
 
+    /// Its status, if it has ended (it is then reaped).
+    pub fn ended(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().expect("poll the child")?;
+        self.reaped = true;
+        Some(status)
+    }
+
     /// Stdout lines that `expect` passed over so far.
     pub fn seen(&self) -> &[String] {
         &self.seen
