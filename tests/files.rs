@@ -456,6 +456,27 @@ fn this_run_locks_in_its_own_directory() {
     assert_eq!(told.path("lock-path"), there, "LOCKATTR_DIR set by a test");
 }
 
+/// Only a test binary that includes `tests/common` gets the run's own
+/// directory; one that does not would lock in `/run/lock`, beside every
+/// other run on the host. `ui.rs` takes no lock.
+#[test]
+fn every_test_binary_locks_in_the_runs_directory() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !file.ends_with(".rs") || file == "ui.rs" {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            source.lines().any(|line| line.starts_with("mod common;")),
+            "tests/{file} lacks `mod common;`: its locks would go to the host's default \
+             directory"
+        );
+    }
+}
+
 /// A test process killed with SIGKILL cannot remove its directory: the
 /// next one to make a directory removes it, knowing it by its owner's flock
 /// being gone, and leaves those of live processes (this one's) alone.
