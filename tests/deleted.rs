@@ -6,11 +6,10 @@
 mod agent;
 mod common;
 
-use agent::{Agent, Reply, TempDir, Watchdog};
-use std::io::{BufReader, Write};
+use agent::{Agent, Reply, TempDir};
+use common::Kid;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Stdio};
 
 const WARNING: &str = "WARNING: exclusion may have been broken";
 
@@ -39,39 +38,27 @@ fn child() {
     }
 }
 
-struct Holder {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    _watchdog: Watchdog,
+/// Starts a holder of `name` in `dir`; returns once it holds.
+fn start_holder(dir: &TempDir, name: &str) -> Holder {
+    let dir = dir.path().to_str().expect("a UTF-8 path");
+    let mut kid = Kid::role(
+        "hold",
+        &[("LOCKATTR_TEST_DIR", dir), ("LOCKATTR_TEST_NAME", name)],
+    );
+    kid.expect("HELD");
+    Holder(kid)
 }
 
-fn start_holder(dir: &TempDir, name: &str) -> Holder {
-    let mut cmd = common::spawn_role("hold");
-    cmd.env("LOCKATTR_TEST_DIR", dir.path())
-        .env("LOCKATTR_TEST_NAME", name)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start the holder");
-    let watchdog = Watchdog::new(child.id(), agent::CHILD_LIMIT);
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    common::wait_for_line(&mut out, "HELD");
-    Holder {
-        child,
-        out,
-        _watchdog: watchdog,
-    }
-}
+struct Holder(Kid);
 
 impl Holder {
     /// Tells the holder to let go; returns what it wrote on stderr.
     fn release(mut self) -> String {
-        let mut stdin = self.child.stdin.take().expect("piped stdin");
-        writeln!(stdin).expect("tell the holder to let go");
-        drop(stdin);
-        common::wait_for_line(&mut self.out, "RELEASED");
-        let output = self.child.wait_with_output().expect("the holder exits");
-        assert!(output.status.success(), "the holder failed: {output:?}");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        self.0.send("");
+        self.0.expect("RELEASED");
+        let finished = self.0.finish();
+        assert!(finished.status.success(), "the holder failed: {finished:?}");
+        finished.stderr
     }
 }
 

@@ -47,9 +47,10 @@ fn child() {
     }
 }
 
-fn outcome(output: &std::process::Output) -> String {
-    let out = String::from_utf8_lossy(&output.stdout);
-    out.lines()
+fn outcome(output: &common::Finished) -> String {
+    output
+        .stdout
+        .lines()
         .find_map(|line| line.strip_prefix("OUTCOME "))
         .unwrap_or_else(|| panic!("no outcome: {output:?}"))
         .to_owned()
@@ -109,7 +110,9 @@ fn one_file_through_two_directory_spellings_is_one_lock() {
 
     let outer = by_real.acquire().expect("free");
     let (tx, rx) = std::sync::mpsc::channel();
+    let (tid_tx, tid) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        tid_tx.send(common::tid()).unwrap();
         let _ = tx.send(
             by_link
                 .wait()
@@ -119,9 +122,9 @@ fn one_file_through_two_directory_spellings_is_one_lock() {
     });
     // Another thread: busy for it, whichever spelling it uses; it waits, and
     // must still be waiting while we hold.
+    common::until_threads_sleep(&[tid.recv().unwrap()]);
     assert!(
-        rx.recv_timeout(std::time::Duration::from_millis(200))
-            .is_err(),
+        rx.try_recv().is_err(),
         "another thread got the lock while this one held it"
     );
     let nested = by_link
@@ -231,7 +234,7 @@ fn emfile_has_a_hint() {
     let dir = TempDir::new("emfile");
     let mut cmd = common::spawn_role("emfile");
     cmd.env("LOCKATTR_TEST_DIR", dir.path());
-    let outcome = outcome(&agent::output(cmd));
+    let outcome = outcome(&common::output(cmd));
     assert!(outcome.starts_with("Io "), "{outcome}");
     assert!(outcome.contains("Too many open files"), "{outcome}");
     assert!(outcome.contains("RLIMIT_NOFILE"), "{outcome}");
@@ -311,7 +314,7 @@ fn a_path_lock_is_named_by_its_file_once() {
 fn lock_path_with_a_relative_dir_names_the_lock() {
     let mut cmd = common::spawn_role("lock-path");
     cmd.env("LOCKATTR_DIR", "relative/locks");
-    let outcome = outcome(&agent::output(cmd));
+    let outcome = outcome(&common::output(cmd));
     assert!(outcome.starts_with("Config "), "{outcome}");
     assert!(outcome.contains("lock \"faults-path\""), "{outcome}");
     assert!(outcome.contains("relative/locks"), "{outcome}");

@@ -10,6 +10,7 @@ mod agent;
 mod common;
 
 use agent::{Agent, Reply, TempDir};
+use common::Kid;
 use lockattr::{ErrorKind, exclusive};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -25,6 +26,11 @@ fn child() {
     };
     match role.as_str() {
         agent::ROLE => agent::serve(),
+        "own-dir" => {
+            let dir = lockattr::__private::TestDir::new();
+            println!("DIR {}", dir.path().display());
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
         "url-result" => match url_result() {
             Ok(()) => println!("OUTCOME RAN"),
             Err(err) => println!("OUTCOME {}", agent::describe(&err)),
@@ -179,10 +185,33 @@ fn a_socket_in_its_place_is_an_error() {
 #[test]
 fn a_socket_in_its_place_is_not_a_regular_file() {
     let dir = TempDir::new("socket-kind");
-    let lock = dir.lock("socket");
+    let lock = dir.lock("socket-kind");
     let path = lock.path().unwrap();
     let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind a socket");
     assert_not_regular(&acquire_within_10s(lock), "a socket", &path);
+}
+
+/// A process finds a lock file's slot again by its directory's identity
+/// (two spellings of one directory are one lock). A directory renamed
+/// away, or deleted and its inode reused by a new one (as a test's
+/// temporary directories often are), must not send a lock under the new
+/// name to the old path, which no longer exists.
+#[test]
+fn a_directory_renamed_away_is_found_under_its_new_name() {
+    let dir = TempDir::new("renamed");
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let in_dir = |dir: &Path| {
+        lockattr::Lock::new(lockattr::LockName::new("renamed"))
+            .dir(common::leak(dir.to_str().unwrap()))
+    };
+    drop(in_dir(&old).acquire().expect("free"));
+    let new = dir.path().join("new");
+    std::fs::rename(&old, &new).unwrap();
+    let guard = in_dir(&new)
+        .acquire()
+        .expect("the same file, under its directory's new name");
+    assert_eq!(guard.path(), Some(new.join("renamed.lock").as_path()));
 }
 
 /// A character device in the file's place: an error, not a lock on it.
@@ -389,6 +418,93 @@ fn created_0644_under_umask_077_and_never_deleted() {
 
 // ------------------------------------------------------- where the file lives
 
+/// The suite's own rule: every test process, and every child it starts,
+/// locks in the run's private directory (a fresh 1777 directory in
+/// `$TMPDIR`, pinned with `set_default_dir`), never in `/run/lock`; only a
+/// child for which a test sets `LOCKATTR_DIR` follows the default rules.
+#[test]
+fn this_run_locks_in_its_own_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::lock_dir();
+    assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+    assert_ne!(dir, common::host_default_dir());
+    let meta = std::fs::metadata(dir).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(
+        meta.permissions().mode() & 0o7777,
+        0o1777,
+        "shared like /tmp"
+    );
+    let name = common::unique_name("own-dir");
+    let here = lockattr::lock_path(&name).unwrap();
+    assert_eq!(here, dir.join(format!("{name}.lock")));
+
+    let mut agent = Agent::start(&name, None);
+    assert_eq!(agent.path("lock-path"), here, "a child locks there too");
+    assert_eq!(agent.lock(), Reply::Held);
+    agent::assert_busy_by(
+        &Reply::of(agent::default_lock(&name).acquire()),
+        agent.pid(),
+        "the same file",
+    );
+
+    let elsewhere = TempDir::new("own-dir-env");
+    let mut told = Agent::start_with(&name, None, |cmd| {
+        cmd.env("LOCKATTR_DIR", elsewhere.path());
+    });
+    let there = elsewhere.path().join(format!("{name}.lock"));
+    assert_eq!(told.path("lock-path"), there, "LOCKATTR_DIR set by a test");
+}
+
+/// Only a test binary that includes `tests/common` gets the run's own
+/// directory; one that does not would lock in `/run/lock`, beside every
+/// other run on the host. `ui.rs` takes no lock.
+#[test]
+fn every_test_binary_locks_in_the_runs_directory() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !file.ends_with(".rs") || file == "ui.rs" {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            source.lines().any(|line| line.starts_with("mod common;")),
+            "tests/{file} lacks `mod common;`: its locks would go to the host's default \
+             directory"
+        );
+    }
+}
+
+/// A test process killed with SIGKILL cannot remove its directory: the
+/// next one to make a directory removes it, knowing it by its owner's flock
+/// being gone, and leaves those of live processes (this one's) alone.
+#[test]
+fn a_directory_left_by_a_killed_run_is_removed_by_the_next() {
+    let mut killed = Kid::role("own-dir", &[]);
+    let left = std::path::PathBuf::from(killed.expect("DIR").0);
+    std::fs::write(left.join("inside.lock"), "").unwrap();
+    let mut alive = Kid::role("own-dir", &[]);
+    let kept = std::path::PathBuf::from(alive.expect("DIR").0);
+    killed.kill();
+    assert!(!killed.finish().status.success(), "killed");
+    assert!(left.is_dir(), "nobody removed it yet");
+
+    let next = lockattr::__private::TestDir::new();
+    assert!(!left.exists(), "{} was left behind", left.display());
+    assert!(kept.is_dir(), "a live process's directory was removed");
+    assert!(
+        common::lock_dir().is_dir(),
+        "this run's directory was removed"
+    );
+    let made = next.path().to_owned();
+    drop(next);
+    assert!(!made.exists(), "removed on drop");
+    assert!(alive.finish().status.success());
+    assert!(!kept.exists(), "removed by its owner");
+}
+
 /// `LOCKATTR_DIR` moves the default directory; `Lock::path` and
 /// `lock_path` agree with it and the file is created there.
 #[test]
@@ -404,19 +520,19 @@ fn lockattr_dir_is_honoured() {
     assert_eq!(agent.lock(), Reply::Held);
     assert!(expected.is_file(), "created in LOCKATTR_DIR");
 
-    // This process does not see LOCKATTR_DIR: its file is elsewhere, so the
-    // agent's hold does not concern it.
+    // This process does not follow LOCKATTR_DIR: its file is elsewhere, so
+    // the agent's hold does not concern it.
     let here = agent::default_lock(&name);
     assert_ne!(here.path().unwrap(), expected);
     let guard = here.acquire().expect("another file, free");
     assert!(!here.path().unwrap().starts_with(dir.path()));
     drop(guard);
-    std::fs::remove_file(here.path().unwrap()).ok(); // our own scratch file
 }
 
 /// A relative `LOCKATTR_DIR` is a `Config` error (callers in different
-/// working directories would lock different files); an empty one means the
-/// default directory.
+/// working directories would lock different files); an empty one, or none,
+/// means the host's default directory: `/run/lock` if it is world-writable
+/// and sticky, else `/tmp`. The files made there are removed afterwards.
 #[test]
 fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     let name = common::unique_name("env-dir-relative");
@@ -432,14 +548,34 @@ fn lockattr_dir_relative_is_an_error_and_empty_is_the_default() {
     }
     drop(agent);
 
-    let mut agent = Agent::start_with(&name, None, |cmd| {
-        cmd.env("LOCKATTR_DIR", "");
-    });
-    let path = agent.path("path");
-    assert_eq!(path, agent::default_lock(&name).path().unwrap());
-    assert_eq!(agent.lock(), Reply::Held);
-    drop(agent);
-    std::fs::remove_file(path).ok(); // our own scratch file
+    let expected = common::host_default_dir().join(format!("{name}.lock"));
+    let _remove = RemoveFile(expected.clone());
+    for value in [Some(""), None] {
+        let mut agent = Agent::start_with(&name, None, |cmd| {
+            cmd.env_remove(common::RUN_DIR_VAR)
+                .env_remove("LOCKATTR_DIR");
+            if let Some(value) = value {
+                cmd.env("LOCKATTR_DIR", value);
+            }
+        });
+        let what = format!("LOCKATTR_DIR={value:?}");
+        assert_eq!(agent.path("path"), expected, "{what}");
+        assert_eq!(agent.path("lock-path"), expected, "{what}");
+        assert_eq!(agent.lock(), Reply::Held, "{what}");
+        assert!(
+            expected.is_file(),
+            "{what}: created in the default directory"
+        );
+    }
+}
+
+/// Removes a file this test made outside the run's directory.
+struct RemoveFile(std::path::PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `lock_path(name)` is `DIR/NAME.lock` for the default directory, the file
@@ -478,6 +614,8 @@ fn url_unit() {}
 fn lockattr_url_makes_every_lock_an_error() {
     let dir = TempDir::new("url");
     let url = "postgres://deployer:s3cret-pw@db.example/locks";
+    // `dir` is their default: empty at the end, no lock fell back to a
+    // local file.
     let env = |cmd: &mut std::process::Command| {
         cmd.env("LOCKATTR_URL", url).env("LOCKATTR_DIR", dir.path());
     };
@@ -502,8 +640,8 @@ fn lockattr_url_makes_every_lock_an_error() {
 
     let mut cmd = common::spawn_role("url-result");
     env(&mut cmd);
-    let out = agent::output(cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = common::output(cmd);
+    let stdout = &out.stdout;
     assert!(
         stdout.lines().any(|l| l.starts_with("OUTCOME ERR Config ")),
         "{stdout}"
@@ -511,9 +649,8 @@ fn lockattr_url_makes_every_lock_an_error() {
 
     let mut cmd = common::spawn_role("url-unit");
     env(&mut cmd);
-    let out = agent::output(cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = common::output(cmd);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(
         !out.status.success(),
         "a () function must not go on: {stdout}"

@@ -3,6 +3,8 @@
 //! values, and the functions returning them run under the lock. (Real
 //! futures are refused at compile time: `ui-tests/sync-fn-returning-*`.)
 
+mod common; // the run's own lock directory
+
 use lockattr::{Lock, LockName, exclusive};
 use std::sync::mpsc;
 use std::thread;

@@ -7,63 +7,40 @@
 mod agent;
 mod common;
 
+use common::Kid;
 use lockattr::exclusive;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 
 /// Another program holding the lock file until its stdin closes; it prints
 /// `READY` once it holds.
 struct Foreign {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    _watchdog: agent::Watchdog,
+    kid: Kid,
 }
 
 impl Foreign {
-    fn start(mut cmd: Command) -> Foreign {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the foreign holder");
-        let watchdog = agent::Watchdog::new(child.id(), agent::CHILD_LIMIT);
-        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read the foreign holder");
-        assert_eq!(
-            line.trim_end(),
-            "READY",
-            "the foreign holder did not get the lock"
-        );
-        Foreign {
-            stdin: child.stdin.take(),
-            child,
-            _watchdog: watchdog,
-        }
+    fn start(cmd: Command) -> Foreign {
+        let mut kid = Kid::start(cmd);
+        kid.expect("READY");
+        Foreign { kid }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.kid.pid()
     }
 
-    fn release(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().expect("wait for the foreign holder");
-        assert!(status.success(), "the foreign holder failed: {status}");
-    }
-}
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
+    fn release(self) {
+        let finished = self.kid.finish();
+        assert!(
+            finished.status.success(),
+            "the foreign holder failed: {finished:?}"
+        );
     }
 }
 
 /// Exit status of a command run to its end.
 fn status(cmd: Command) -> Option<i32> {
-    agent::output(cmd).status.code()
+    common::output(cmd).status.code()
 }
 
 /// `flock -n [-s] FILE true`: 0 if it got the lock, 1 if it was busy.
@@ -158,7 +135,7 @@ fn we_are_busy_while_the_flock_command_holds() {
     let holder = flock_hold(&path, false);
     let err = while_flock_holds().unwrap_err();
     agent::assert_err_busy_by(&err, holder.pid());
-    assert!(shared_while_flock_holds().unwrap_err().is_busy());
+    agent::assert_err_busy_by(&shared_while_flock_holds().unwrap_err(), holder.pid());
     holder.release();
     while_flock_holds().expect("free once flock let go");
 

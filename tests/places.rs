@@ -27,6 +27,7 @@ fn child() {
             }
             agent::serve()
         }
+        "pin-late" => pin_late(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -60,7 +61,7 @@ fn lockattr_dir_splits_callers_unless_the_program_pins_its_directory() {
     let elsewhere = TempDir::new("elsewhere");
     let name = common::unique_name("pin");
     let mut holder = Agent::start_with(&name, None, |cmd| {
-        cmd.env(PIN, ours.path());
+        cmd.env_remove(common::RUN_DIR_VAR).env(PIN, ours.path());
     });
     assert_eq!(
         holder.path("path"),
@@ -85,25 +86,39 @@ fn lockattr_dir_splits_callers_unless_the_program_pins_its_directory() {
 }
 
 /// Pinning after the first lock settled the directory on another one is
-/// an error, never a silent second directory.
+/// an error, never a silent second directory. In a child of its own: the
+/// test process's directory is pinned before `main`.
 #[test]
 fn pinning_too_late_is_an_error() {
     let first = TempDir::new("first");
     let later = TempDir::new("later");
-    lockattr::set_default_dir(first.path()).expect("the first pin");
-    lockattr::set_default_dir(first.path()).expect("the same pin again is fine");
+    let mut cmd = common::spawn_role("pin-late");
+    cmd.env_remove(common::RUN_DIR_VAR)
+        .env("LOCKATTR_TEST_FIRST", first.path())
+        .env("LOCKATTR_TEST_LATER", later.path());
+    let out = common::output(cmd);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "REFUSED"), "{out:?}");
+}
+
+fn pin_late() {
+    let first = PathBuf::from(std::env::var("LOCKATTR_TEST_FIRST").unwrap());
+    let later = PathBuf::from(std::env::var("LOCKATTR_TEST_LATER").unwrap());
+    lockattr::set_default_dir(&first).expect("the first pin");
+    lockattr::set_default_dir(&first).expect("the same pin again is fine");
     drop(
         Lock::new(LockName::new("pin-late"))
             .acquire()
             .expect("a lock"),
     );
-    let err = lockattr::set_default_dir(later.path()).unwrap_err();
+    let err = lockattr::set_default_dir(&later).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     let text = err.to_string();
-    assert!(text.contains(&first.path().display().to_string()), "{text}");
+    assert!(text.contains(&first.display().to_string()), "{text}");
     assert!(text.contains("before the first lock"), "{text}");
     let relative = lockattr::set_default_dir("relative/dir").unwrap_err();
     assert_eq!(relative.kind(), ErrorKind::Config);
+    println!("REFUSED");
 }
 
 /// Where `/run/lock` is missing the default is `/tmp`, and a service with
@@ -121,6 +136,7 @@ fn a_private_tmp_splits_the_tmp_fallback_unless_pinned() {
     let no_run_lock = "mount -t tmpfs -o mode=0755 none /run/lock";
     let mut host = in_namespace(no_run_lock, &name, None);
     let host_file = PathBuf::from(format!("/tmp/{name}.lock"));
+    let _remove = RemoveFile(host_file.clone());
     assert_eq!(host.path("path"), host_file);
     assert_eq!(host.lock(), Reply::Held);
 
@@ -141,8 +157,15 @@ fn a_private_tmp_splits_the_tmp_fallback_unless_pinned() {
         host_pinned.pid(),
         "pinned to a directory both see",
     );
-    drop((host, service, host_pinned, service_pinned));
-    let _ = std::fs::remove_file(host_file);
+}
+
+/// Removes a file made in the host's `/tmp`, also when the test fails.
+struct RemoveFile(PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// An agent for `name` (default directory, or `pin`) in a new mount
@@ -154,6 +177,7 @@ fn in_namespace(setup: &str, name: &str, pin: Option<&Path>) -> Agent {
         .arg(format!("{setup} && exec \"$0\" \"$@\""))
         .arg(std::env::current_exe().unwrap())
         .args(common::spawn_role(agent::ROLE).get_args())
+        .env_remove(common::RUN_DIR_VAR)
         .env_remove("LOCKATTR_DIR");
     if let Some(pin) = pin {
         cmd.env(PIN, pin);

@@ -12,8 +12,9 @@ mod agent;
 mod common;
 
 use agent::{Agent, Reply, TempDir};
+use common::Kid;
 use lockattr::{ErrorKind, exclusive};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,106 +47,18 @@ fn our_pid() -> u32 {
 }
 
 /// Non-empty lines of a child's output.
-fn lines(bytes: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(bytes)
-        .lines()
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(str::to_owned)
         .collect()
 }
 
 /// The line of `out` that starts with `prefix`, without it.
-fn field(out: &[u8], prefix: &str) -> Option<String> {
+fn field(out: &str, prefix: &str) -> Option<String> {
     lines(out)
         .into_iter()
         .find_map(|line| line.strip_prefix(prefix).map(str::to_owned))
-}
-
-/// A child in `role` whose stdin the test writes to, started and read up to
-/// its `READY` line; killed by a watchdog if it hangs.
-struct Peer {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    out: BufReader<std::process::ChildStdout>,
-    /// What it printed before the line `start` waited for.
-    before: Vec<String>,
-    _watchdog: agent::Watchdog,
-}
-
-impl Peer {
-    fn start(mut cmd: Command, until: &str) -> Peer {
-        cmd.stdin(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("start a child");
-        let watchdog = agent::Watchdog::new(child.id(), agent::CHILD_LIMIT);
-        let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut peer = Peer {
-            child,
-            stdin,
-            out,
-            before: Vec::new(),
-            _watchdog: watchdog,
-        };
-        peer.before = peer.read_until(until);
-        peer
-    }
-
-    /// Reads lines up to one equal to `marker`; returns the lines before it.
-    fn read_until(&mut self, marker: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.out.read_line(&mut line).expect("read the child");
-            assert!(
-                n > 0,
-                "the child ended before {marker:?}; it printed {seen:#?}"
-            );
-            if line.trim_end() == marker {
-                return seen;
-            }
-            seen.push(line.trim_end().to_owned());
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line the child prints that starts with `prefix`.
-    fn next(&mut self, prefix: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.out.read_line(&mut line).expect("read the child");
-            assert!(n > 0, "the child ended before printing {prefix:?}");
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.to_owned();
-            }
-        }
-    }
-
-    fn expect(&mut self, line: &str) {
-        self.read_until(line);
-    }
-
-    fn go_on(&mut self) {
-        let stdin = self.stdin.as_mut().expect("the child's stdin");
-        writeln!(stdin).expect("write to the child");
-        stdin.flush().expect("flush to the child");
-    }
-
-    fn finish(mut self) -> std::process::ExitStatus {
-        drop(self.stdin.take());
-        self.child.wait().expect("wait for the child")
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs `f` on another thread and fails the test if it does not answer
@@ -245,7 +158,7 @@ fn unit_fn_busy_in_a_child_prints_one_line_and_skips_the_body() {
 
     let mut cmd = common::spawn_role("unit");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     let stderr = lines(&out.stderr);
     assert!(
         out.status.success(),
@@ -270,7 +183,7 @@ fn unit_fn_busy_in_a_child_prints_one_line_and_skips_the_body() {
     holder.unlock();
     let mut cmd = common::spawn_role("unit");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     assert!(out.status.success());
     assert!(marker.exists(), "free: the body runs");
     assert_eq!(
@@ -297,7 +210,7 @@ fn result_fn_busy_in_a_child_is_err_naming_the_holder() {
 
     let mut cmd = common::spawn_role("result");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     assert!(out.status.success());
     let outcome = field(&out.stdout, "OUTCOME ").expect("an outcome");
     agent::assert_busy_by(&Reply::parse(&outcome), holder.pid(), "the child");
@@ -309,7 +222,7 @@ fn result_fn_busy_in_a_child_is_err_naming_the_holder() {
     holder.unlock();
     let mut cmd = common::spawn_role("result");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     assert_eq!(field(&out.stdout, "OUTCOME "), Some("OK 7".to_owned()));
     assert!(marker.exists());
 }
@@ -339,7 +252,7 @@ fn anyhow_main_busy_exits_nonzero_with_the_message() {
         cmd.args(["--exact", "main_anyhow", "--ignored", "--nocapture"])
             .args(["--test-threads=1", "-q"])
             .env(MARKER, &marker);
-        agent::output(cmd)
+        common::output(cmd)
     };
     let mut holder = Agent::start("process-main-anyhow", None);
     assert_eq!(holder.lock(), Reply::Held);
@@ -376,7 +289,7 @@ fn on_busy_value_is_returned_in_a_child() {
     assert_eq!(holder.lock(), Reply::Held);
     let mut cmd = common::spawn_role("on-busy");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     assert!(out.status.success());
     assert_eq!(field(&out.stdout, "VALUE "), Some("-42".to_owned()));
     assert!(!marker.exists());
@@ -389,7 +302,7 @@ fn on_busy_value_is_returned_in_a_child() {
     holder.unlock();
     let mut cmd = common::spawn_role("on-busy");
     cmd.env(MARKER, &marker);
-    let out = agent::output(cmd);
+    let out = common::output(cmd);
     assert_eq!(field(&out.stdout, "VALUE "), Some("42".to_owned()));
     assert!(marker.exists());
 }
@@ -482,7 +395,8 @@ fn explode_in_child() {
 #[test]
 fn a_panicking_child_releases_whether_it_lives_or_dies() {
     let mut other = Agent::start("process-panic-child", None);
-    let peer = Peer::start(common::spawn_role("catch-panic"), "READY");
+    let mut peer = Kid::role("catch-panic", &[]);
+    peer.expect("READY");
     assert_eq!(
         other.lock(),
         Reply::Held,
@@ -490,9 +404,9 @@ fn a_panicking_child_releases_whether_it_lives_or_dies() {
     );
     assert!(is_running(peer.pid()), "the child is still alive");
     other.unlock();
-    assert!(peer.finish().success());
+    assert!(peer.finish().status.success());
 
-    let out = agent::output(common::spawn_role("panic"));
+    let out = common::output(common::spawn_role("panic"));
     assert!(
         field(&out.stdout, "IN-BODY").is_some(),
         "the child took the lock"
@@ -565,11 +479,12 @@ fn the_holder_is_named_while_other_locks_change() {
     let name = common::unique_name("named");
     let mut holder = Agent::start(&name, Some(dir.path()));
     assert_eq!(holder.lock(), Reply::Held);
-    let churners: Vec<Peer> = (0..2)
+    let churn_dir = dir.path().to_str().expect("a UTF-8 path");
+    let churners: Vec<Kid> = (0..2)
         .map(|_| {
-            let mut cmd = common::spawn_role("churn");
-            cmd.env("LOCKATTR_TEST_CHURN_DIR", dir.path());
-            Peer::start(cmd, "READY")
+            let mut churner = Kid::role("churn", &[("LOCKATTR_TEST_CHURN_DIR", churn_dir)]);
+            churner.expect("READY");
+            churner
         })
         .collect();
     let lock = dir.lock(&name);
@@ -585,9 +500,7 @@ fn the_holder_is_named_while_other_locks_change() {
             None => unnamed += 1,
         }
     }
-    for churner in &churners {
-        agent::kill(churner.pid());
-    }
+    drop(churners);
     assert_eq!(
         unnamed,
         0,
@@ -633,7 +546,7 @@ fn sleeper_then_stay() -> Result<(), lockattr::Error> {
 fn a_process_started_by_the_body_does_not_keep_the_lock() {
     let mut other = Agent::start("process-cloexec-return", None);
     let path = other.path("path");
-    let out = agent::output(common::spawn_role("sleeper-return"));
+    let out = common::output(common::spawn_role("sleeper-return"));
     let sleeper: u32 = field(&out.stdout, "RETURNED ")
         .expect("the child returned")
         .parse()
@@ -644,7 +557,7 @@ fn a_process_started_by_the_body_does_not_keep_the_lock() {
         "the sleeper inherited the lock file"
     );
     assert_eq!(other.lock(), Reply::Held, "free while the sleeper runs");
-    agent::kill(sleeper);
+    common::kill(sleeper);
 }
 
 /// The sharp version: the holder is SIGKILLed inside the body, so it never
@@ -654,18 +567,19 @@ fn a_process_started_by_the_body_does_not_keep_the_lock() {
 fn a_holder_killed_while_its_grandchild_runs_leaves_no_lock() {
     let mut other = Agent::start("process-cloexec-stay", None);
     let path = other.path("path");
-    let mut holder = Peer::start(common::spawn_role("sleeper-stay"), "READY");
-    let sleeper: u32 = holder.next("SLEEPER ").parse().expect("a pid");
+    let mut holder = Kid::role("sleeper-stay", &[]);
+    holder.expect("READY");
+    let sleeper: u32 = holder.expect("SLEEPER").0.parse().expect("a pid");
     agent::assert_busy_by(&other.lock(), holder.pid(), "while the holder lives");
     assert!(
         !open_files(sleeper).contains(&path),
         "the sleeper inherited the lock file"
     );
-    holder.child.kill().expect("SIGKILL the holder");
-    holder.child.wait().expect("reap the holder");
+    holder.kill();
+    assert!(!holder.finish().status.success(), "killed");
     assert!(is_running(sleeper), "the sleeper still runs");
     assert_eq!(other.lock(), Reply::Held, "free while the sleeper runs");
-    agent::kill(sleeper);
+    common::kill(sleeper);
 }
 
 // -------------------------------------------------------- nested re-entry
@@ -691,13 +605,14 @@ fn build() -> Result<(), lockattr::Error> {
 #[test]
 fn nested_reentry_runs_at_once_while_others_see_busy() {
     let mut other = Agent::start("process-nested", None);
-    let mut peer = Peer::start(common::spawn_role("nested"), "IN-INNER");
+    let mut peer = Kid::role("nested", &[]);
+    peer.expect("IN-INNER");
     agent::assert_busy_by(&other.lock(), peer.pid(), "during the inner call");
-    peer.go_on();
+    peer.send("");
     peer.expect("AFTER-INNER");
     agent::assert_busy_by(&other.lock(), peer.pid(), "after the inner call returned");
-    peer.go_on();
-    assert_eq!(peer.next("OUTER "), "OK", "neither call was busy");
+    peer.send("");
+    assert_eq!(peer.expect("OUTER").0, "OK", "neither call was busy");
     assert!(is_running(peer.pid()));
     assert_eq!(
         other.lock(),
@@ -705,8 +620,8 @@ fn nested_reentry_runs_at_once_while_others_see_busy() {
         "released by the outermost return"
     );
     other.unlock();
-    peer.go_on();
-    assert!(peer.finish().success());
+    peer.send("");
+    assert!(peer.finish().status.success());
 }
 
 #[exclusive("process-nested-panic")]
@@ -837,10 +752,10 @@ fn shared_holders_in_two_processes_overlap_while_exclusive_is_busy() {
     let mut c = Agent::start(&name, Some(dir.path()));
     assert_eq!(a.lock_shared(), Reply::Held);
     assert_eq!(b.lock_shared(), Reply::Held, "shared holders overlap");
+    // Either shared holder may be named, but one must be.
     match c.lock() {
         Reply::Busy(Some(pid)) => assert!(pid == a.pid() || pid == b.pid(), "holder {pid}"),
-        Reply::Busy(None) => {} // see agent::assert_busy_by
-        other => panic!("exclusive must be busy, got {other:?}"),
+        other => panic!("exclusive must be busy, naming a shared holder; got {other:?}"),
     }
     a.unlock();
     agent::assert_busy_by(&c.lock(), b.pid(), "one shared holder is enough");
@@ -858,7 +773,10 @@ fn shared_attribute_runs_beside_shared_processes() {
     assert_eq!(b.lock_shared(), Reply::Held);
     read_shared().expect("a third shared holder runs");
     let err = write_exclusive().unwrap_err();
-    assert!(err.is_busy(), "{err}");
+    match agent::holder_pid(&err) {
+        Some(pid) if err.is_busy() => assert!(pid == a.pid() || pid == b.pid(), "{err}"),
+        _ => panic!("busy, naming a shared holder: {err}"),
+    }
     a.unlock();
     b.unlock();
     write_exclusive().expect("free once the shared holders let go");
@@ -1021,7 +939,7 @@ fn async_tasks_on_one_thread_exclude_each_other() {
         let err = try_task()
             .await
             .expect_err("the block_on future is busy too");
-        assert!(err.is_busy(), "{err}");
+        agent::assert_err_busy_by(&err, our_pid());
         let mut other = Agent::start("process-async-tasks", None);
         agent::assert_busy_by(&other.lock(), our_pid(), "held across .await");
 
@@ -1119,7 +1037,7 @@ fn a_spawned_task_is_another_holder() {
             .block_on(outer_spawning())
             .expect("the outer future holds the lock");
         let err = inner.expect_err("the spawned task must be busy");
-        assert!(err.is_busy(), "{err}");
+        agent::assert_err_busy_by(&err, our_pid());
         runtime
             .block_on(spawned_inner())
             .expect("free after the outer future");
@@ -1256,12 +1174,9 @@ fn fork_role() {
 #[test]
 fn a_forked_child_is_another_holder_and_never_unlocks_the_parent() {
     let mut other = Agent::start("process-fork", None);
-    let mut parent = Peer::start(common::spawn_role("fork"), "READY");
-    let found: Vec<&str> = parent
-        .before
-        .iter()
-        .filter_map(|line| line.strip_prefix("FORKED "))
-        .collect();
+    let mut parent = Kid::role("fork", &[]);
+    let found = [parent.expect("FORKED").0, parent.expect("FORKED").0];
+    parent.expect("READY");
     let (left, tried) = (FORK_BUSY, FORK_BUSY * 10 + FORK_BUSY);
     assert_eq!(
         found,
@@ -1275,10 +1190,10 @@ fn a_forked_child_is_another_holder_and_never_unlocks_the_parent() {
         parent.pid(),
         "the parent still holds after the forked child left the hold and exited",
     );
-    parent.go_on();
+    parent.send("");
     parent.expect("RELEASED");
     assert_eq!(other.lock(), Reply::Held, "released by the parent");
     other.unlock();
-    parent.go_on();
-    assert!(parent.finish().success());
+    parent.send("");
+    assert!(parent.finish().status.success());
 }

@@ -9,12 +9,11 @@
 mod agent;
 mod common;
 
-use agent::{Agent, Reply, TempDir, Watchdog};
+use agent::{Agent, Reply, TempDir};
+use common::{Finished, Kid};
 use lockattr::{LockName, exclusive};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Command, ExitCode, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
 
 const TOOL: LockName = LockName::new("scripts-tool");
 
@@ -112,24 +111,26 @@ fn tool(role: &str, dir: &std::path::Path) -> Command {
     cmd
 }
 
-fn run(cmd: Command) -> Output {
-    agent::output(cmd)
+fn run(cmd: Command) -> Finished {
+    common::output(cmd)
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn stdout(output: &Finished) -> String {
+    output.stdout.clone()
 }
 
 /// The rest of the first stdout line that starts with `prefix` (libtest
 /// prints its own lines around the child's).
-fn field(output: &Output, prefix: &str) -> Option<String> {
-    let out = stdout(output);
-    let line = out.lines().find_map(|line| line.strip_prefix(prefix));
+fn field(output: &Finished, prefix: &str) -> Option<String> {
+    let line = output
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix));
     line.map(str::to_owned)
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn stderr(output: &Finished) -> String {
+    output.stderr.clone()
 }
 
 /// `exit_code` maps busy to 75 for every `Result` shape a tool returns
@@ -222,29 +223,16 @@ fn the_waiting_notice_starts_with_the_program() {
     let dir = TempDir::new("notice");
     let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
     assert_eq!(holder.lock(), Reply::Held);
-    let mut cmd = tool("waiting", dir.path());
-    cmd.stderr(Stdio::piped());
-    let mut waiter = cmd.spawn().expect("start the waiting tool");
-    let _watchdog = Watchdog::new(waiter.id(), agent::CHILD_LIMIT);
-    let mut err = BufReader::new(waiter.stderr.take().unwrap());
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !line.contains("waiting for") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "the tool ended without a notice"
-        );
-        assert!(Instant::now() < deadline, "no notice within 10 s");
-    }
+    let mut waiter = Kid::start(tool("waiting", dir.path()));
+    let (line, _) = waiter.expect_stderr("waiting for");
     assert!(
         line.starts_with(&format!("{}: waiting for lock", program())),
         "{line:?}"
     );
     agent::assert_names_pid(&line, holder.pid());
     holder.unlock();
-    let status = waiter.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "ran after the wait");
+    let finished = waiter.finish();
+    assert_eq!(finished.status.code(), Some(0), "ran after the wait");
 }
 
 // ------------------------------------------------------------ lock_path
@@ -328,6 +316,5 @@ fn umask(cmd: Command, mask: &str) -> Command {
             None => sh.env_remove(key),
         };
     }
-    sh.stdout(Stdio::piped());
     sh
 }

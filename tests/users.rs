@@ -7,18 +7,25 @@
 //! created when missing and left in place. Every participant is a child
 //! process (this binary, run as root or through `runuser`) whose lock
 //! directory comes from `LOCKATTR_DIR`, as an operator would set it.
+//!
+//! `fs.protected_regular` belongs to the whole host: a test changes it only
+//! while it holds an flock on the sysctl's own file, taken with lockattr,
+//! so that the tests of this file and those of another run on the host
+//! take turns; the old value is put back before the lock is let go.
 
 mod common;
 
-use lockattr::{LockName, exclusive};
+use common::Kid;
+use lockattr::{Lock, LockName, exclusive};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 const USERS: LockName = LockName::new("users");
 const LOCK_FILE: &str = "users.lock";
@@ -445,26 +452,33 @@ fn assert_file(file: &Path, uid: u32, mode: u32, when: &str) {
     );
 }
 
-/// Serialises the tests that change `fs.protected_regular` and puts the old
-/// value back when dropped, also when the test panics.
+const PROTECTED_REGULAR: &str = "/proc/sys/fs/protected_regular";
+
+/// The host-wide lock around a change of the sysctl: an flock on its own
+/// file, which always exists and is opened read-only, so nothing is created
+/// or left behind. It excludes this file's other tests (threads of one
+/// process exclude each other) and every other run on the host. The bound
+/// only turns a hang into a failure that names the holder.
+const SYSCTL_LOCK: Lock = Lock::at_path(PROTECTED_REGULAR).wait_for(Duration::from_secs(600));
+
+/// A change of `fs.protected_regular` under [`SYSCTL_LOCK`]; dropped, it
+/// puts the old value back, also when the test panics, then lets go.
 struct ProtectedRegular {
     old: String,
     // Dropped after `drop` has restored the value.
-    _serial: MutexGuard<'static, ()>,
+    _host_wide: lockattr::Guard,
 }
-
-const PROTECTED_REGULAR: &str = "/proc/sys/fs/protected_regular";
 
 impl ProtectedRegular {
     fn take() -> ProtectedRegular {
-        static SERIAL: Mutex<()> = Mutex::new(());
-        // A test that panicked while holding it restored the value on its way out.
-        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let host_wide = SYSCTL_LOCK
+            .acquire()
+            .unwrap_or_else(|err| panic!("no turn at fs.protected_regular within 600 s: {err}"));
         let old = std::fs::read_to_string(PROTECTED_REGULAR)
             .unwrap_or_else(|err| panic!("read {PROTECTED_REGULAR}: {err}"));
         ProtectedRegular {
             old: old.trim().to_owned(),
-            _serial: serial,
+            _host_wide: host_wide,
         }
     }
 
@@ -491,6 +505,39 @@ impl Drop for ProtectedRegular {
     }
 }
 
+/// The sysctl's lock is a real flock on its file: while a test holds it,
+/// `flock(1)` on the same file, another process, is refused, and lockattr
+/// names this process as the holder.
+#[test]
+fn the_sysctl_lock_is_a_host_wide_flock() {
+    if !common::require_command("the_sysctl_lock_is_a_host_wide_flock", "flock") {
+        return;
+    }
+    let sysctl = ProtectedRegular::take();
+    let mut cmd = Command::new("flock");
+    cmd.args(["-n", PROTECTED_REGULAR, "true"]);
+    let out = common::output(cmd);
+    assert_eq!(out.status.code(), Some(1), "flock -n got it: {out:?}");
+    let busy = std::thread::spawn(|| {
+        SYSCTL_LOCK
+            .wait_for(Duration::from_millis(1))
+            .acquire()
+            .map(drop)
+    })
+    .join()
+    .expect("a thread")
+    .expect_err("another thread of this process is another holder");
+    assert!(busy.is_busy(), "{busy}");
+    assert_eq!(
+        busy.holder(),
+        Some(&lockattr::Holder::ThisProcess {
+            pid: std::process::id()
+        }),
+        "{busy}"
+    );
+    drop(sysctl);
+}
+
 struct User {
     name: &'static str,
     uid: u32,
@@ -507,19 +554,28 @@ fn ensure_user(name: &'static str) -> User {
     if let Some(user) = lookup(name) {
         return user;
     }
+    // Another run on the host may be adding the same users: take turns,
+    // under an flock on /etc/passwd itself (useradd's own locks are other
+    // files), and look again once it is ours.
+    const PASSWD: Lock = Lock::at_path("/etc/passwd").wait_for(Duration::from_secs(600));
+    let _turn = PASSWD
+        .acquire()
+        .unwrap_or_else(|err| panic!("no turn at adding users: {err}"));
+    if let Some(user) = lookup(name) {
+        return user;
+    }
     // No home; runuser runs the binary itself, so no login shell either.
-    let out = Command::new(sbin("useradd"))
-        .args([
-            "-M",
-            "-s",
-            "/usr/sbin/nologin",
-            "-c",
-            "lockattr tests",
-            name,
-        ])
-        .output()
-        .expect("run useradd");
-    // Exit status 9: the name exists, made meanwhile by a concurrent run.
+    let mut cmd = Command::new(sbin("useradd"));
+    cmd.args([
+        "-M",
+        "-s",
+        "/usr/sbin/nologin",
+        "-c",
+        "lockattr tests",
+        name,
+    ]);
+    let out = common::output(cmd);
+    // Exit status 9: the name exists, made meanwhile by someone not taking turns.
     assert!(
         out.status.success() || out.status.code() == Some(9),
         "useradd {name}: {out:?}"
@@ -529,16 +585,12 @@ fn ensure_user(name: &'static str) -> User {
 
 fn lookup(name: &'static str) -> Option<User> {
     let id = |flag: &str| {
-        let out = Command::new("id")
-            .args([flag, name])
-            .output()
-            .expect("run id");
-        out.status.success().then(|| {
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("a number from id")
-        })
+        let mut cmd = Command::new("id");
+        cmd.args([flag, name]);
+        let out = common::output(cmd);
+        out.status
+            .success()
+            .then(|| out.stdout.trim().parse().expect("a number from id"))
     };
     Some(User {
         name,
@@ -556,8 +608,8 @@ fn sbin(command: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(command))
 }
 
-/// A 1777 directory under /tmp for one test (like /tmp itself, owned by
-/// root), removed when the test ends.
+/// A 1777 directory for one test (like /tmp itself, owned by root), in the
+/// run's directory, removed when the test ends.
 struct Scratch {
     dir: PathBuf,
     exe: OnceLock<PathBuf>,
@@ -613,9 +665,9 @@ fn who(user: Option<&User>) -> &'static str {
 }
 
 /// This binary as a child in `role`, run as `user` (root when `None`), with
-/// `LOCKATTR_DIR=dir`. The role's environment and arguments are those of
-/// [`common::spawn_role`]; `env` sets them whatever runuser does to the
-/// caller's environment.
+/// `LOCKATTR_DIR=dir` (not the run's pinned directory). The role's
+/// environment and arguments are those of [`common::spawn_role`]; `env`
+/// sets them whatever runuser does to the caller's environment.
 fn command(
     scratch: &Scratch,
     dir: &Path,
@@ -649,12 +701,10 @@ fn command(
     }
     cmd.arg(scratch.exe())
         .args(model.get_args())
+        .env_remove(common::RUN_DIR_VAR)
         .env_remove("LOCKATTR_DIR")
         .env_remove("LOCKATTR_URL")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .current_dir("/");
     cmd
 }
 
@@ -663,69 +713,35 @@ struct Holding {
     who: &'static str,
     pid: u32,
     before_ready: Vec<String>,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: BufReader<ChildStdout>,
+    kid: Kid,
 }
 
 fn hold(scratch: &Scratch, dir: &Path, user: Option<&User>, vars: &[(&str, &str)]) -> Holding {
+    let mut kid = Kid::start(command(scratch, dir, user, "hold", vars));
+    kid.expect("READY");
+    let before_ready = kid.seen().to_vec();
+    let pid = kid.expect("PID").0;
     let who = who(user);
-    let mut cmd = command(scratch, dir, user, "hold", vars);
-    cmd.stdin(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("start a holder");
-    let stdin = child.stdin.take();
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut before_ready = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).expect("read the holder's stdout") == 0 {
-            let status = child.wait();
-            panic!("{who} did not get to hold the lock ({status:?}); it printed {before_ready:#?}");
-        }
-        if line.trim_end() == "READY" {
-            break;
-        }
-        before_ready.push(line.trim_end().to_owned());
-    }
-    line.clear();
-    out.read_line(&mut line).expect("read the holder's pid");
-    let pid = line
-        .trim_end()
-        .strip_prefix("PID ")
-        .and_then(|pid| pid.parse().ok());
-    let pid = pid.unwrap_or_else(|| panic!("{who}: expected `PID n`, got {line:?}"));
+    let pid = pid
+        .parse()
+        .unwrap_or_else(|_| panic!("{who}: expected `PID n`, got {pid:?}"));
     Holding {
         who,
         pid,
         before_ready,
-        child,
-        stdin,
-        out,
+        kid,
     }
 }
 
 impl Holding {
-    fn release(mut self) {
-        drop(self.stdin.take()); // end of input ends the hold
-        let status = self.child.wait().expect("wait for the holder");
-        let mut rest = String::new();
-        self.out
-            .read_to_string(&mut rest)
-            .expect("read the holder's stdout");
+    /// End of input ends the hold.
+    fn release(self) {
+        let finished = self.kid.finish();
         assert!(
-            status.success() && rest.lines().any(|line| line == "RELEASED"),
-            "{} did not release cleanly ({status}): {rest}",
+            finished.status.success() && finished.stdout.lines().any(|line| line == "RELEASED"),
+            "{} did not release cleanly: {finished:?}",
             self.who
         );
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        // On a panic, still let the child go rather than leave it holding.
-        drop(self.stdin.take());
-        let _ = self.child.wait();
     }
 }
 
@@ -738,14 +754,12 @@ struct Attempt {
 }
 
 fn attempt(scratch: &Scratch, dir: &Path, user: Option<&User>) -> Attempt {
-    let out = command(scratch, dir, user, "try", &[])
-        .output()
-        .expect("run a child");
+    let out = common::output(command(scratch, dir, user, "try", &[]));
     Attempt {
         who: who(user),
         code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 
@@ -798,13 +812,8 @@ fn plant(scratch: &Scratch, user: &User, path: &Path, mode: u32) {
         ("LOCKATTR_TEST_PATH", path),
         ("LOCKATTR_TEST_MODE", mode.as_str()),
     ];
-    let out = command(scratch, dir, Some(user), "plant", &vars)
-        .output()
-        .expect("run a child");
-    let planted = out.status.success()
-        && String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l == "PLANTED");
+    let out = common::output(command(scratch, dir, Some(user), "plant", &vars));
+    let planted = out.status.success() && out.stdout.lines().any(|l| l == "PLANTED");
     assert!(planted, "{} could not plant {path}: {out:?}", user.name);
 }
 
@@ -816,11 +825,8 @@ fn probe_open(scratch: &Scratch, user: &User, path: &Path, flags: &str) -> Resul
         ("LOCKATTR_TEST_PATH", path_str),
         ("LOCKATTR_TEST_FLAGS", flags),
     ];
-    let out = command(scratch, dir, Some(user), "open", &vars)
-        .output()
-        .expect("run a child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let result = stdout.lines().find_map(|line| match line {
+    let out = common::output(command(scratch, dir, Some(user), "open", &vars));
+    let result = out.stdout.lines().find_map(|line| match line {
         "OPENED" => Some(Ok(())),
         _ => line
             .strip_prefix("ERRNO ")?

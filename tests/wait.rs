@@ -3,24 +3,27 @@
 //! hand-off when a holder exits or is killed, killed and cancelled waiters
 //! that leave nothing behind, a bounded number of threads and descriptors,
 //! threads that take turns on one descriptor, async waits that leave the
-//! executor free, the "still waiting" notice, and nested waits. Two tests
-//! marked `bug:` show defects of the waiting code (see their `ignore`).
+//! executor free, the "still waiting" notice, a FIFO planted during a
+//! wait, and nested waits. A test marked `bug:` shows a defect of the
+//! waiting code (see its `ignore`).
 //!
 //! Other processes are this test binary re-run in a role (see
 //! `tests/common`). Each test has its own lock names (`waittest-...`): the
-//! tests of this file run in parallel threads of one process. Timings are
-//! asserted with loose bounds (the machine may be busy) and written to
+//! tests of this file run in parallel threads of one process. A test waits
+//! for events, never for time: a line a child printed, /proc/locks listing
+//! a process blocked in flock(2), a thread asleep in the kernel. Timings
+//! are asserted with loose bounds (the machine may be busy) and written to
 //! stderr past libtest's capture, so every run shows what it measured.
 
 mod common;
 
+use common::{Kid, PATIENCE};
 use lockattr::{Error, Holder, Lock, LockName, exclusive};
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -31,10 +34,6 @@ const WHICH: &str = "LOCKATTR_WAITTEST_WHICH";
 const FILE: &str = "LOCKATTR_WAITTEST_FILE";
 const ROUNDS: &str = "LOCKATTR_WAITTEST_ROUNDS";
 
-/// How long any child may live before its watchdog kills it.
-const CHILD_LIMIT: Duration = Duration::from_secs(90);
-/// How long a test waits for a line it expects.
-const PATIENCE: Duration = Duration::from_secs(30);
 /// Upper bound for "at once" (a hand-off, a thread that ends): no polling
 /// interval is involved, so anything near it means something is wrong;
 /// the slack is for a busy machine.
@@ -58,6 +57,11 @@ fn child() {
         "resources" => resources(&env(NAME), false),
         "resources-async" => resources(&env(NAME), true),
         "fifo-swap" => fifo_swap(&env(NAME)),
+        "cancel" => match env(WHICH).as_str() {
+            "forever" => cancel(&env(NAME), cancelled_waiter),
+            "bounded" => cancel(&env(NAME), cancelled_bounded_waiter),
+            other => panic!("unknown waiter {other:?}"),
+        },
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -377,6 +381,57 @@ fn fifo_swap(name: &str) {
     until_parent_closes();
 }
 
+/// Drops `waiter()` for `name` once this process is blocked in flock(2)
+/// for it, says `CANCELLED`; after the parent's `released`, waits until
+/// this process has no flock on the file and no helper thread left, says
+/// `SETTLED <µs>`; after `again`, waits for the lock again and says `GOT`.
+fn cancel<F>(name: &str, waiter: fn() -> F)
+where
+    F: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let path = path_of(name);
+    let me = std::process::id();
+    let runtime = current_thread();
+    runtime.block_on(async {
+        let task = tokio::spawn(waiter());
+        let blocked = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || until_blocked_in_kernel(&path, me))
+        };
+        blocked.await.expect("blocked in flock");
+        assert!(!task.is_finished(), "the waiter got a held lock");
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    });
+    say("CANCELLED");
+    assert_eq!(from_parent().as_deref(), Some("released"));
+    let start = Instant::now();
+    let ours = || {
+        flocks(&path)
+            .into_iter()
+            .filter(|(pid, _)| *pid == me)
+            .count()
+    };
+    while threads("lockattr-wait").1 > 0 || ours() > 0 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "after the release this process still has {} flock(s) on the file and {} helper \
+             thread(s): it kept the lock for a cancelled waiter",
+            ours(),
+            threads("lockattr-wait").1
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    say(format!("SETTLED {}", start.elapsed().as_micros()));
+    assert_eq!(from_parent().as_deref(), Some("again"));
+    let again = runtime.block_on(async { tokio::time::timeout(PATIENCE, waiter()).await });
+    again
+        .expect("this process can wait for the lock again")
+        .expect("and gets it");
+    say("GOT");
+    until_parent_closes();
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -391,160 +446,8 @@ fn report(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "wait.rs: {line}");
 }
 
-/// A child process in a role, read line by line on a thread of its own, so
-/// that each line carries the instant it arrived and a test can wait for a
-/// line with a timeout. Killed and reaped when dropped; killed by a
-/// watchdog if it outlives [`CHILD_LIMIT`].
-struct Kid {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<(String, Instant)>,
-    seen: Vec<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-    reaped: bool,
-    _watchdog: mpsc::Sender<()>,
-}
-
-impl Kid {
-    fn start(role: &str, env: &[(&str, &str)]) -> Kid {
-        let mut cmd = common::spawn_role(role);
-        cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
-        let mut child = cmd.spawn().expect("start a child");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((line, Instant::now())).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            text
-        });
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        let pid = child.id();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(CHILD_LIMIT) {
-                sigkill(pid);
-            }
-        });
-        Kid {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-            reaped: false,
-            _watchdog: cancel,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for a line that is `word` or starts with `word `; returns the
-    /// rest of it and when it arrived.
-    fn expect(&mut self, word: &str) -> (String, Instant) {
-        self.expect_within(word, PATIENCE)
-    }
-
-    fn expect_within(&mut self, word: &str, within: Duration) -> (String, Instant) {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((line, at)) => {
-                    if line == word {
-                        return (String::new(), at);
-                    }
-                    if let Some(rest) = line.strip_prefix(word).and_then(|r| r.strip_prefix(' ')) {
-                        return (rest.to_owned(), at);
-                    }
-                    self.seen.push(line);
-                }
-                Err(why) => self.fail(&format!("no {word:?} line within {within:?} ({why:?})")),
-            }
-        }
-    }
-
-    /// Asserts that no line `word` arrives for `quiet`.
-    fn silent_for(&mut self, word: &str, quiet: Duration) {
-        let deadline = Instant::now() + quiet;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((line, _)) if line.split(' ').next() == Some(word) => {
-                    self.fail(&format!("{line:?} came too early"))
-                }
-                Ok((line, _)) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => return,
-                Err(why) => self.fail(&format!("ended while it should wait ({why:?})")),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("the child's stdin");
-        writeln!(stdin, "{line}").expect("write to the child");
-        stdin.flush().expect("flush to the child");
-    }
-
-    /// SIGKILL; returns the instant just before the signal went.
-    fn kill(&mut self) -> Instant {
-        let at = Instant::now();
-        self.child.kill().expect("SIGKILL the child");
-        at
-    }
-
-    /// Closes its input and waits for it to end: its status and stderr.
-    fn finish(mut self) -> (ExitStatus, String) {
-        drop(self.stdin.take());
-        let status = self.child.wait().expect("wait for the child");
-        self.reaped = true;
-        let stderr = self.stderr.take().expect("stderr once");
-        (status, stderr.join().expect("the stderr reader"))
-    }
-
-    fn fail(&mut self, what: &str) -> ! {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.reaped = true;
-        let stderr = self.stderr.take().map(|s| s.join().unwrap_or_default());
-        panic!(
-            "child {}: {what}; it printed {:#?}; stderr: {}",
-            self.child.id(),
-            self.seen,
-            stderr.unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn sigkill(pid: u32) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-}
-
 fn holder(name: &str) -> Kid {
-    let mut holder = Kid::start("hold", &[(NAME, name)]);
+    let mut holder = Kid::role("hold", &[(NAME, name)]);
     holder.expect("READY");
     holder
 }
@@ -672,7 +575,7 @@ fn processes_lose_no_update() {
     let counter_str = counter.to_str().expect("a UTF-8 path");
     let rounds = ROUNDS_EACH.to_string();
     let mut kids: Vec<Kid> = (0..PROCESSES)
-        .map(|_| Kid::start("count", &[(FILE, counter_str), (ROUNDS, &rounds)]))
+        .map(|_| Kid::role("count", &[(FILE, counter_str), (ROUNDS, &rounds)]))
         .collect();
     for kid in &mut kids {
         kid.expect("READY");
@@ -699,8 +602,11 @@ fn processes_lose_no_update() {
         "lost updates"
     );
     for kid in kids {
-        let (status, stderr) = kid.finish();
-        assert!(status.success(), "a counting child failed: {stderr}");
+        let finished = kid.finish();
+        assert!(
+            finished.status.success(),
+            "a counting child failed: {finished:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -840,7 +746,7 @@ enum End {
 fn handoff(name: &str, which: &str, end: End) -> Duration {
     let path = path_of(name);
     let mut holder = holder(name);
-    let mut waiter = Kid::start("waiter", &[(WHICH, which)]);
+    let mut waiter = Kid::role("waiter", &[(WHICH, which)]);
     waiter.expect("WAITING");
     until_blocked_in_kernel(&path, waiter.pid());
     waiter.silent_for("GOT", Duration::from_millis(100));
@@ -902,13 +808,12 @@ fn a_killed_waiter_leaves_nothing_behind() {
     let name = "waittest-killed-waiter";
     let path = path_of(name);
     let mut holder = holder(name);
-    let mut doomed = Kid::start("waiter", &[(WHICH, "killed-waiter")]);
+    let mut doomed = Kid::role("waiter", &[(WHICH, "killed-waiter")]);
     doomed.expect("WAITING");
     let doomed_pid = doomed.pid();
     until_blocked_in_kernel(&path, doomed_pid);
     doomed.kill();
-    let (status, _) = doomed.finish();
-    assert!(!status.success(), "killed");
+    assert!(!doomed.finish().status.success(), "killed");
     let left: Vec<_> = flocks(&path)
         .into_iter()
         .filter(|(pid, _)| *pid == doomed_pid)
@@ -918,7 +823,7 @@ fn a_killed_waiter_leaves_nothing_behind() {
         "the killed waiter is still in /proc/locks: {left:?}"
     );
 
-    let mut next = Kid::start("waiter", &[(WHICH, "killed-waiter")]);
+    let mut next = Kid::role("waiter", &[(WHICH, "killed-waiter")]);
     next.expect("WAITING");
     until_blocked_in_kernel(&path, next.pid());
     let released = Instant::now();
@@ -935,7 +840,7 @@ fn a_killed_waiter_leaves_nothing_behind() {
     next.send("release");
     next.expect("RELEASED");
 
-    let mut other = Kid::start("try", &[(NAME, name)]);
+    let mut other = Kid::role("try", &[(NAME, name)]);
     let (held, _) = other.expect("HELD");
     let attempts: u32 = held.split(' ').next().unwrap().parse().expect("attempts");
     assert_eq!(attempts, 1, "the lock was not free at once: HELD {held}");
@@ -944,49 +849,89 @@ fn a_killed_waiter_leaves_nothing_behind() {
     drop(holder);
 }
 
-/// Removes what a test left at a lock file's path, when it is no regular
-/// file (a FIFO), before and after the test.
-struct RemoveIfNotAFile(PathBuf);
-
-impl RemoveIfNotAFile {
-    fn new(path: PathBuf) -> RemoveIfNotAFile {
-        let guard = RemoveIfNotAFile(path);
-        guard.clean();
-        guard
-    }
-
-    fn clean(&self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.0)
-            && !meta.is_file()
-        {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+/// What a process saw when its lock file became a FIFO while one of its
+/// threads waited (`wait = "3s"`) behind another process: another thread's
+/// try-once and the wait, each as (ms, outcome), and how long after the
+/// holder let go (or would have, when it keeps the lock) the wait ended.
+struct FifoSeen {
+    tried: (u64, String),
+    waited: (u64, String),
+    after: Duration,
 }
 
-impl Drop for RemoveIfNotAFile {
-    fn drop(&mut self) {
-        self.clean();
+fn fifo_during_a_wait(name: &str, release: bool) -> FifoSeen {
+    let mut holder = holder(name);
+    let mut kid = Kid::role("fifo-swap", &[(NAME, name)]);
+    kid.expect("SWAPPED");
+    let (tried, _) = kid.expect_within("TRIED", AT_ONCE);
+    let released = Instant::now();
+    if release {
+        holder.send("release");
+    }
+    let (waited, at) = kid.expect_within("WAITED", Duration::from_secs(3) + AT_ONCE);
+    let after = at.saturating_duration_since(released);
+    report(format!(
+        "{name}: a FIFO in place of the lock file: try-once {tried} (ms, outcome); 3 s wait \
+         {waited}, ended {after:?} after the holder {}",
+        if release { "let go" } else { "kept it" }
+    ));
+    let split = |line: &str| {
+        let (ms, outcome) = line.split_once(' ').expect("`<ms> <outcome>`");
+        (ms.parse().expect("ms"), outcome.to_owned())
+    };
+    FifoSeen {
+        tried: split(&tried),
+        waited: split(&waited),
+        after,
     }
 }
 
 /// SPEC: a FIFO in place of the lock file is an error, without hanging.
-/// Here it appears while a thread already waits: another thread's try and
-/// the waiter's own timeout must still end (busy or an error) on time.
+/// Here it appears while a thread already waits behind another process.
+/// When the holder lets go, the waiter finds the file it waited for gone
+/// from the path, and what is there now no lock file: the error, at once.
+/// Another thread's try-once meanwhile answers at once, and nobody holds
+/// a FIFO; nor does the waiter when its limit runs out first.
 #[test]
 fn a_fifo_in_place_of_the_file_during_a_wait_hangs_nobody() {
-    let name = "waittest-fifo";
-    let _clean = RemoveIfNotAFile::new(path_of(name));
-    let holder = holder(name);
-    let mut kid = Kid::start("fifo-swap", &[(NAME, name)]);
-    kid.expect("SWAPPED");
-    let (tried, _) = kid.expect_within("TRIED", Duration::from_secs(2));
-    let (waited, _) = kid.expect_within("WAITED", Duration::from_secs(5));
-    report(format!(
-        "a FIFO in place of the lock file: try-once {tried} (ms, outcome); 3 s wait {waited}"
-    ));
-    drop(kid);
-    drop(holder);
+    let seen = fifo_during_a_wait("waittest-fifo-release", true);
+    assert_eq!(
+        seen.waited.1, "Err(NotRegularFile)",
+        "the waiter, once the holder let go"
+    );
+    assert!(
+        seen.after < AT_ONCE,
+        "the waiter ended {:?} after the holder let go",
+        seen.after
+    );
+    assert_ne!(seen.tried.1, "Ok(())", "a try-once locked a FIFO");
+
+    let seen = fifo_during_a_wait("waittest-fifo", false);
+    assert_ne!(seen.tried.1, "Ok(())", "a try-once locked a FIFO");
+    assert_ne!(seen.waited.1, "Ok(())", "the waiter locked a FIFO");
+    assert_gave_up_on_time(
+        "a wait on a file replaced by a FIFO",
+        Duration::from_secs(3),
+        Duration::from_millis(seen.waited.0),
+    );
+}
+
+/// The stricter outcome: with a FIFO at the path, nobody can hold the lock,
+/// so neither the try-once of another thread nor a waiter whose limit runs
+/// out may say busy (which a script would take for "try later"); both are
+/// `NotRegularFile`, as for any process that comes fresh.
+#[test]
+#[ignore = "bug: a process in which a thread waits answers busy for its lock file, without \
+            looking at the path, after it became a FIFO"]
+fn bug_a_fifo_in_place_of_the_file_during_a_wait_is_not_busy() {
+    for (name, release) in [
+        ("waittest-fifo-bug-release", true),
+        ("waittest-fifo-bug", false),
+    ] {
+        let seen = fifo_during_a_wait(name, release);
+        assert_eq!(seen.tried.1, "Err(NotRegularFile)", "{name}: try-once");
+        assert_eq!(seen.waited.1, "Err(NotRegularFile)", "{name}: the wait");
+    }
 }
 
 // ------------------------------------------------ threads and descriptors
@@ -1011,7 +956,7 @@ fn timed_out_and_cancelled_async_waits_are_bounded_too() {
 /// `lasting`: threads that may stay for good (the async timer).
 fn timed_out_waits_are_bounded(name: &str, role: &str, lasting: usize) {
     let mut holder = holder(name);
-    let mut kid = Kid::start(role, &[(NAME, name)]);
+    let mut kid = Kid::role(role, &[(NAME, name)]);
     let (counts, _) = kid.expect("COUNTS");
     let n: Vec<usize> = counts.split(' ').map(|n| n.parse().unwrap()).collect();
     let [
@@ -1070,7 +1015,7 @@ fn timed_out_waits_are_bounded(name: &str, role: &str, lasting: usize) {
         "{role}: {fds} descriptors after, {fds0} before"
     );
 
-    let mut other = Kid::start("try", &[(NAME, name)]);
+    let mut other = Kid::role("try", &[(NAME, name)]);
     let (held, _) = other.expect("HELD");
     report(format!(
         "{role}: then another process: HELD {held} (attempts, µs)"
@@ -1085,7 +1030,8 @@ fn timed_out_waits_are_bounded(name: &str, role: &str, lasting: usize) {
 struct Turns {
     inside: AtomicU32,
     order: Mutex<Vec<usize>>,
-    calling: AtomicU32,
+    /// The thread ids of the threads that called.
+    callers: Mutex<Vec<i32>>,
 }
 
 impl Turns {
@@ -1167,22 +1113,24 @@ fn wait_in_turn(name: &str, turn: fn(&Turns, usize) -> Result<(), Error>) -> Tur
     let turns = Arc::new(Turns {
         inside: AtomicU32::new(0),
         order: Mutex::new(Vec::new()),
-        calling: AtomicU32::new(0),
+        callers: Mutex::new(Vec::new()),
     });
     let (done, finished) = mpsc::channel();
     for i in 0..THREADS {
         let (turns, done) = (Arc::clone(&turns), done.clone());
         std::thread::spawn(move || {
-            turns.calling.fetch_add(1, Ordering::SeqCst);
+            turns.callers.lock().unwrap().push(common::tid());
             let outcome = turn(&turns, i).map_err(|err| err.to_string());
             let _ = done.send(outcome);
         });
     }
     until_blocked_in_kernel(&path, me);
-    while turns.calling.load(Ordering::SeqCst) < THREADS as u32 {
+    let start = Instant::now();
+    while turns.callers.lock().unwrap().len() < THREADS {
+        assert!(start.elapsed() < PATIENCE, "the threads never started");
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    common::until_threads_sleep(&turns.callers.lock().unwrap());
     assert!(
         turns.order.lock().unwrap().is_empty(),
         "a thread ran while held"
@@ -1359,39 +1307,40 @@ async fn cancelled_bounded_waiter() -> Result<(), Error> {
     Ok(())
 }
 
-/// Dropping a waiting future cancels the wait: once the holder lets go,
-/// another process takes the lock (nobody in this process kept it for a
-/// forgotten waiter), and this process can still wait for it afterwards.
+/// Dropping a waiting future cancels the wait. In a process of its own
+/// (so that its threads and flocks are this test's alone), a waiter is seen
+/// blocked in flock(2), then dropped; the holder lets go; once that process
+/// has neither a flock nor a helper thread left, another process takes the
+/// lock at its first attempt (nobody kept it for a forgotten waiter), and
+/// the first process can still wait for it afterwards.
 #[test]
 fn a_dropped_waiting_future_takes_nothing_later() {
-    cancel_then_release("waittest-cancel", cancelled_waiter);
-    cancel_then_release("waittest-cancel-bounded", cancelled_bounded_waiter);
+    cancel_then_release("waittest-cancel", "forever");
+    cancel_then_release("waittest-cancel-bounded", "bounded");
 }
 
-fn cancel_then_release<F: Future<Output = Result<(), Error>>>(name: &str, waiter: fn() -> F) {
-    let path = path_of(name);
+fn cancel_then_release(name: &str, which: &str) {
     let mut holder = holder(name);
-    let runtime = current_thread();
-    let cancelled = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_millis(100), waiter()).await });
-    assert!(cancelled.is_err(), "the waiter got a held lock");
-    let ours = flocks(&path)
-        .into_iter()
-        .filter(|(pid, _)| *pid == std::process::id())
-        .collect::<Vec<_>>();
+    let mut cancelling = Kid::role("cancel", &[(NAME, name), (WHICH, which)]);
+    cancelling.expect("CANCELLED");
     holder.send("release");
     holder.expect("RELEASED");
-    let mut other = Kid::start("try", &[(NAME, name)]);
+    cancelling.send("released");
+    let (settled, _) = cancelling.expect("SETTLED");
+    let mut other = Kid::role("try", &[(NAME, name)]);
     let (held, _) = other.expect("HELD");
     report(format!(
-        "{name}: cancelled after 100 ms (this process in /proc/locks meanwhile: {ours:?}); \
-         after the release another process: HELD {held} (attempts, µs)"
+        "{name}: cancelled while blocked in flock; after the release its process let go \
+         within {settled} µs; then another process: HELD {held} (attempts, µs)"
     ));
+    let attempts: u32 = held.split(' ').next().unwrap().parse().expect("attempts");
+    assert_eq!(
+        attempts, 1,
+        "the lock was not free at once after the cancelled waiter's process let go: HELD {held}"
+    );
     drop(other);
-    let again = runtime.block_on(async { tokio::time::timeout(PATIENCE, waiter()).await });
-    again
-        .expect("this process can wait for the lock again")
-        .expect("and gets it");
+    cancelling.send("again");
+    cancelling.expect("GOT");
 }
 
 #[exclusive("waittest-send", wait = "30s")]
@@ -1418,20 +1367,20 @@ fn assert_send<F: Future + Send>(future: F) -> F {
 fn a_waiting_future_is_send() {
     drop(assert_send(cancelled_waiter()));
     drop(assert_send(send_waiter_forever()));
-    let (held, release) = hold_on_a_thread("waittest-send");
+    let name = "waittest-send";
+    let mut holder = holder(name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
         .build()
         .expect("a multi-thread runtime");
     let task = runtime.spawn(assert_send(send_waiter()));
-    std::thread::sleep(Duration::from_millis(200));
+    until_blocked_in_kernel(&path_of(name), std::process::id());
     assert!(
         !task.is_finished(),
         "the waiter ran while the lock was held"
     );
-    release.send(()).expect("the holding thread waits");
-    held.join().expect("the holding thread");
+    holder.send("release");
     let outcome = runtime.block_on(async { tokio::time::timeout(PATIENCE, task).await });
     outcome
         .expect("the waiter got the lock")
@@ -1443,7 +1392,7 @@ fn a_waiting_future_is_send() {
 
 /// Waiters still blocked after a second say so once each on stderr: the
 /// lock, its file, the holder's pid, and for `wait = "3s"` how long they
-/// will wait.
+/// will wait. The holder lets go once every waiter has said so.
 #[test]
 fn a_long_wait_says_so_once() {
     let name = "waittest-notice";
@@ -1452,69 +1401,90 @@ fn a_long_wait_says_so_once() {
     let whiches = ["notice-forever", "notice-bounded", "notice-bounded-async"];
     let mut waiters: Vec<Kid> = whiches
         .iter()
-        .map(|which| Kid::start("waiter", &[(WHICH, which)]))
+        .map(|which| Kid::role("waiter", &[(WHICH, which)]))
         .collect();
+    let mut notices = Vec::new();
     for waiter in &mut waiters {
-        waiter.expect("WAITING");
+        let (_, waiting) = waiter.expect("WAITING");
+        let (line, at) = waiter.expect_stderr(name);
+        notices.push((line, at.saturating_duration_since(waiting)));
     }
-    std::thread::sleep(Duration::from_millis(1700));
     holder.send("release");
     holder.expect("RELEASED");
-    for (which, mut waiter) in whiches.into_iter().zip(waiters) {
+    for ((which, mut waiter), (notice, after)) in whiches.into_iter().zip(waiters).zip(notices) {
         waiter.expect("GOT");
         waiter.expect("RELEASED");
-        let (status, stderr) = waiter.finish();
-        assert!(status.success(), "{which}: {stderr}");
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        report(format!("{which}: {lines:?}"));
+        let finished = waiter.finish();
+        assert!(finished.status.success(), "{which}: {finished:?}");
+        let lines: Vec<&str> = finished
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        report(format!("{which}: after {after:?}: {lines:?}"));
         assert_eq!(
-            lines.len(),
-            1,
-            "{which}: one line on stderr, not {lines:#?}"
-        );
-        let line = lines[0];
-        assert!(line.contains(name), "{which}: names the lock: {line}");
-        assert!(
-            line.contains(&path),
-            "{which}: names the file {path}: {line}"
+            lines,
+            [notice.as_str()],
+            "{which}: one line on stderr, the notice"
         );
         assert!(
-            line.contains(&format!("pid {}", holder.pid())),
-            "{which}: names the holder pid {}: {line}",
+            after >= Duration::from_millis(500),
+            "{which}: the notice came {after:?} into the wait, not after about a second"
+        );
+        assert!(notice.contains(name), "{which}: names the lock: {notice}");
+        assert!(
+            notice.contains(&path),
+            "{which}: names the file {path}: {notice}"
+        );
+        assert!(
+            notice.contains(&format!("pid {}", holder.pid())),
+            "{which}: names the holder pid {}: {notice}",
             holder.pid()
         );
         if which.contains("bounded") {
             assert!(
-                line.contains("3s"),
-                "{which}: says how long it waits: {line}"
+                notice.contains("3s"),
+                "{which}: says how long it waits: {notice}"
             );
         }
     }
 }
 
-/// A waiter that gets the lock within the second says nothing.
+/// A waiter that gets the lock within the second says nothing. Each waiter
+/// is seen blocked in flock(2) (as `->` in /proc/locks) before the holder
+/// lets go, so it really waited.
 #[test]
 fn a_short_wait_says_nothing() {
     let name = "waittest-quiet";
+    let path = path_of(name);
     let mut holder = holder(name);
     let whiches = ["quiet-forever", "quiet-bounded-async"];
     let mut waiters: Vec<Kid> = whiches
         .iter()
-        .map(|which| Kid::start("waiter", &[(WHICH, which)]))
+        .map(|which| Kid::role("waiter", &[(WHICH, which)]))
         .collect();
+    let mut started = Vec::new();
     for waiter in &mut waiters {
-        waiter.expect("WAITING");
+        started.push(waiter.expect("WAITING").1);
+        until_blocked_in_kernel(&path, waiter.pid());
     }
-    std::thread::sleep(Duration::from_millis(300));
     holder.send("release");
-    for (which, mut waiter) in whiches.into_iter().zip(waiters) {
-        waiter.expect("GOT");
-        waiter.expect("RELEASED");
-        let (status, stderr) = waiter.finish();
-        assert!(status.success(), "{which}: {stderr}");
+    for ((which, mut waiter), started) in whiches.into_iter().zip(waiters).zip(started) {
+        let (_, got) = waiter.expect("GOT");
+        let waited = got.saturating_duration_since(started);
+        report(format!("{which}: waited {waited:?}, blocked in flock"));
         assert!(
-            !stderr.contains("lockattr"),
-            "{which}: a wait under a second says nothing, but: {stderr}"
+            waited < Duration::from_secs(1),
+            "{which}: waited {waited:?}, long enough for the notice: the machine is too busy \
+             for this test"
+        );
+        waiter.expect("RELEASED");
+        let finished = waiter.finish();
+        assert!(finished.status.success(), "{which}: {finished:?}");
+        assert!(
+            !finished.stderr.contains("lockattr"),
+            "{which}: a wait under a second says nothing, but: {}",
+            finished.stderr
         );
     }
 }

@@ -165,6 +165,9 @@ impl fmt::Display for Holder {
 /// let dir = std::env::temp_dir().join(format!("lockattr-doc-error-{}", std::process::id()));
 /// let dir: &'static str = Box::leak(dir.into_os_string().into_string().unwrap().into_boxed_str());
 /// std::fs::create_dir_all(dir)?;
+/// # struct Remove(&'static str);
+/// # impl Drop for Remove { fn drop(&mut self) { let _ = std::fs::remove_dir_all(self.0); } }
+/// # let _remove = Remove(dir);
 /// let lock = lockattr::Lock::new(lockattr::LockName::new("doc-error")).dir(dir);
 /// let _held = lock.acquire()?;
 /// // Another thread is another holder: it finds the lock busy.

@@ -22,6 +22,7 @@ pub const EXIT_BUSY: u8 = 75;
 /// }
 ///
 /// fn main() -> ExitCode {
+/// #   let _dir = lockattr::__private::doc_dir();
 ///     lockattr::exit_code(deploy()) // `tool deploy && next` stops on busy, with 75
 /// }
 /// ```

@@ -2,6 +2,7 @@
 //! across processes and users of one host.
 //!
 //! ```
+//! # let _dir = lockattr::__private::doc_dir();
 //! use lockattr::exclusive;
 //!
 //! #[exclusive("doc-build-deploy")]
@@ -35,6 +36,7 @@
 //! The attribute is sugar for [`Lock::acquire`]; `build` above behaves as:
 //!
 //! ```
+//! # let _dir = lockattr::__private::doc_dir();
 //! use lockattr::{Lock, LockName};
 //!
 //! const BUILD_DEPLOY: Lock = Lock::new(LockName::new("doc-build-deploy"));

@@ -19,6 +19,7 @@ use std::time::Duration;
 /// Every builder method is `const`, so a lock can be declared once:
 ///
 /// ```
+/// # let _dir = lockattr::__private::doc_dir();
 /// use lockattr::{Lock, LockName};
 /// use std::time::Duration;
 ///
@@ -170,13 +171,10 @@ impl Lock {
 /// ```
 ///
 /// ```
-/// # let dir = std::env::temp_dir().join(format!("lockattr-doc-lock-path-{}", std::process::id()));
-/// # std::fs::create_dir_all(&dir)?;
-/// # lockattr::set_default_dir(&dir)?;
+/// # let _dir = lockattr::__private::doc_dir();
 /// let path = lockattr::lock_path("build-deploy")?;
 /// assert!(path.ends_with("build-deploy.lock"));
 /// assert!(path.is_file(), "made to exist for flock(1)");
-/// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///

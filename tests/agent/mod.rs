@@ -1,8 +1,7 @@
 //! A lock agent: a child process (this test binary in the role [`ROLE`])
 //! that takes and lets go of one lock when the parent tells it to, so a test
-//! can put a second or third process exactly where it needs it. Also a
-//! watchdog that kills a child that hangs, so a broken lock fails a test
-//! instead of stalling it.
+//! can put a second or third process exactly where it needs it. It runs
+//! under `common::Kid`, whose watchdog kills it should it hang.
 //!
 //! The agent reads commands from stdin, one a line, and answers each with one
 //! line starting with `AGENT ` (libtest prints its own lines around ours):
@@ -18,21 +17,16 @@
 //! when given; `LOCKATTR_TEST_UMASK` sets its umask first.
 #![allow(dead_code)] // each test binary uses a different part
 
-use crate::common;
+use crate::common::{self, Kid};
 use lockattr::{Lock, LockName};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 pub const ROLE: &str = "agent";
 const NAME: &str = "LOCKATTR_TEST_AGENT_NAME";
 const DIR: &str = "LOCKATTR_TEST_AGENT_DIR";
 const UMASK: &str = "LOCKATTR_TEST_UMASK";
-
-/// How long any child may live before the watchdog kills it.
-pub const CHILD_LIMIT: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------- child side
 
@@ -189,12 +183,22 @@ impl Reply {
     }
 }
 
-/// A running agent. Dropping it ends the child (and so its holds).
+/// A running agent. Dropping it closes the agent's input, and the agent
+/// exits as a process does at its end (so its holds go with it).
 pub struct Agent {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: BufReader<ChildStdout>,
-    _watchdog: Watchdog,
+    kid: Kid,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let status = self.kid.end();
+        if !std::thread::panicking() {
+            assert!(
+                status.success() || status.code().is_none(),
+                "the agent failed: {status}"
+            );
+        }
+    }
 }
 
 impl Agent {
@@ -213,44 +217,23 @@ impl Agent {
     /// An agent from a command that ends up running this test binary as
     /// [`common::spawn_role`] does (through `unshare`, say).
     pub fn from_command(mut cmd: Command, name: &str, dir: Option<&Path>) -> Agent {
-        cmd.env("LOCKATTR_TEST_ROLE", ROLE)
-            .env(NAME, name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
+        cmd.env("LOCKATTR_TEST_ROLE", ROLE).env(NAME, name);
         if let Some(dir) = dir {
             cmd.env(DIR, dir);
         }
-        let mut child = cmd.spawn().expect("start an agent");
-        let watchdog = Watchdog::new(child.id(), CHILD_LIMIT);
-        let stdin = child.stdin.take();
-        let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        common::wait_for_line(&mut out, "READY");
-        Agent {
-            child,
-            stdin,
-            out,
-            _watchdog: watchdog,
-        }
+        let mut kid = Kid::start(cmd);
+        kid.expect("READY");
+        Agent { kid }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.kid.pid()
     }
 
     /// Sends one command and returns the reply without its `AGENT ` prefix.
     pub fn ask(&mut self, command: &str) -> String {
-        let stdin = self.stdin.as_mut().expect("the agent's stdin");
-        writeln!(stdin, "{command}").expect("write to the agent");
-        stdin.flush().expect("flush to the agent");
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.out.read_line(&mut line).expect("read the agent");
-            assert!(n > 0, "the agent ended before answering {command:?}");
-            if let Some(reply) = line.trim_end().strip_prefix("AGENT ") {
-                return reply.to_owned();
-            }
-        }
+        self.kid.send(command);
+        self.kid.expect("AGENT").0
     }
 
     pub fn lock(&mut self) -> Reply {
@@ -273,53 +256,9 @@ impl Agent {
 
     /// Kills the agent with SIGKILL, so it cannot let go of anything itself.
     pub fn kill(mut self) {
-        self.child.kill().expect("SIGKILL the agent");
-        self.child.wait().expect("reap the agent");
+        self.kid.kill();
+        assert!(!self.kid.end().success(), "killed");
     }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // end of input: the agent exits
-        let _ = self.child.wait();
-    }
-}
-
-/// Kills a process that outlives its limit, unless dropped first.
-pub struct Watchdog {
-    _cancel: mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    pub fn new(pid: u32, limit: Duration) -> Watchdog {
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(limit) {
-                eprintln!("watchdog: pid {pid} outlived {limit:?}; killing it");
-                kill(pid);
-            }
-        });
-        Watchdog { _cancel: cancel }
-    }
-}
-
-/// SIGKILL to a process this test started.
-pub fn kill(pid: u32) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-}
-
-/// Runs `cmd` to its end with stdout and stderr captured, killing it if it
-/// takes longer than [`CHILD_LIMIT`].
-pub fn output(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start a child");
-    let _watchdog = Watchdog::new(child.id(), CHILD_LIMIT);
-    child.wait_with_output().expect("wait for the child")
 }
 
 /// A private directory for one test's lock files, removed when dropped.

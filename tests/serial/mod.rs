@@ -4,11 +4,12 @@
 //! at the same time, in two processes, and checks that they took turns.
 #![allow(dead_code)] // serial_b uses only the body
 
+use crate::common::{Finished, Kid};
 use std::ffi::OsStr;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The journal file each test appends its `enter` and `exit` lines to.
@@ -67,19 +68,15 @@ impl<'a> Test<'a> {
         format!("{}::{}", self.krate, self.name)
     }
 
-    fn start(&self, dir: &Path, stdin: Stdio, one_thread: bool) -> Child {
+    fn start(&self, dir: &Path, one_thread: bool) -> Kid {
         let mut cmd = Command::new(self.binary);
         cmd.args(["--exact", self.name, "--ignored", "--nocapture", "-q"]);
         if one_thread {
             cmd.arg("--test-threads=1");
         }
         cmd.env("LOCKATTR_DIR", dir)
-            .env(JOURNAL, dir.join("journal"))
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", self.binary.display()))
+            .env(JOURNAL, dir.join("journal"));
+        Kid::start(cmd)
     }
 }
 
@@ -145,26 +142,21 @@ pub fn skip(message: &str) {
 /// file while `first` held it. Only then is `first` let go.
 pub fn take_turns(dir: &Path, first: Test<'_>, second: Test<'_>, one_thread: bool) {
     let _scratch = Scratch::new(dir);
-    let mut holder = first.start(dir, Stdio::piped(), one_thread);
-    let mut holder_out = BufReader::new(holder.stdout.take().expect("piped stdout"));
-    crate::common::wait_for_line(
-        &mut holder_out,
-        &format!("ENTERED {}", first.journal_name()),
-    );
+    let mut holder = first.start(dir, one_thread);
+    holder.expect(&format!("ENTERED {}", first.journal_name()));
 
-    let mut waiter = second.start(dir, Stdio::null(), one_thread);
+    let mut waiter = second.start(dir, one_thread);
     let lock_file = dir.join(format!("{LOCK}.lock"));
     let start = Instant::now();
-    while !blocked_in_flock(&lock_file, waiter.id()) {
-        if let Some(status) = waiter.try_wait().expect("poll the second test") {
-            let out = waiter.wait_with_output().expect("the second test's output");
+    while !blocked_in_flock(&lock_file, waiter.pid()) {
+        if let Some(status) = waiter.ended() {
             panic!(
                 "{} ended ({status}) while {} held the lock, without waiting for it; \
-                 journal: {:?}\n{}",
+                 journal: {:?}\n{:?}",
                 second.journal_name(),
                 first.journal_name(),
                 journal(dir),
-                text(&out)
+                waiter.finish()
             );
         }
         assert!(
@@ -176,12 +168,8 @@ pub fn take_turns(dir: &Path, first: Test<'_>, second: Test<'_>, one_thread: boo
         std::thread::sleep(Duration::from_millis(2));
     }
 
-    drop(holder.stdin.take()); // the first test finishes
-    let mut holder = finish(holder, first);
-    holder_out
-        .read_to_end(&mut holder.stdout)
-        .expect("the first test's stdout");
-    let waiter = finish(waiter, second);
+    let holder = holder.finish(); // its stdin closes: the first test finishes
+    let waiter = waiter.finish();
     for (test, out) in [(first, &holder), (second, &waiter)] {
         assert!(
             out.status.success(),
@@ -189,9 +177,8 @@ pub fn take_turns(dir: &Path, first: Test<'_>, second: Test<'_>, one_thread: boo
             test.journal_name(),
             text(out)
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            stdout.contains("test result: ok. 1 passed"),
+            out.stdout.contains("test result: ok. 1 passed"),
             "{} did not run as one passing test:\n{}",
             test.journal_name(),
             text(out)
@@ -227,20 +214,6 @@ impl Drop for Scratch<'_> {
     }
 }
 
-/// The child's status and output, once it ended; killed if it has not
-/// within the patience.
-fn finish(mut child: Child, test: Test<'_>) -> Output {
-    let start = Instant::now();
-    while child.try_wait().expect("poll the test").is_none() {
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("{} did not end within {PATIENCE:?}", test.journal_name());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.wait_with_output().expect("the test's output")
-}
-
 fn journal(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("journal"))
         .unwrap_or_default()
@@ -249,12 +222,8 @@ fn journal(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn text(out: &Finished) -> String {
+    format!("--- stdout\n{}--- stderr\n{}", out.stdout, out.stderr)
 }
 
 /// Whether /proc/locks lists process `pid` as blocked (`->`) in flock(2)

@@ -4,9 +4,44 @@
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
+    use std::sync::{OnceLock, mpsc};
     use std::thread;
+    use tool_lock::__private::TestDir;
     use tool_lock::{Lock, LockName};
+
+    // As in the root package's tests (tests/common): this test process
+    // locks in a directory of its own, pinned before `main` and removed at
+    // exit, so that no other run or lock holder on the host can meet it.
+    #[used]
+    #[cfg_attr(
+        target_vendor = "apple",
+        unsafe(link_section = "__DATA,__mod_init_func")
+    )]
+    #[cfg_attr(not(target_vendor = "apple"), unsafe(link_section = ".init_array"))]
+    static PIN_LOCK_DIR: extern "C" fn() = pin_lock_dir;
+
+    static DIR: OnceLock<TestDir> = OnceLock::new();
+
+    extern "C" fn pin_lock_dir() {
+        let dir = DIR.get_or_init(TestDir::new);
+        if let Err(err) = tool_lock::set_default_dir(dir.path()) {
+            panic!("pin the test's lock directory: {err}");
+        }
+        // SAFETY: registers a function that takes nothing and returns.
+        unsafe { libc::atexit(remove_lock_dir) };
+    }
+
+    extern "C" fn remove_lock_dir() {
+        if let Some(dir) = DIR.get() {
+            dir.remove();
+        }
+    }
+
+    #[test]
+    fn locks_in_its_own_directory() {
+        let path = CRATE_OPT.path().unwrap();
+        assert_eq!(path.parent(), DIR.get().map(TestDir::path));
+    }
 
     /// A re-export, as a tool that wraps lockattr in its own crate has.
     mod reexport {
