@@ -607,13 +607,15 @@ fn url_result() -> Result<(), lockattr::Error> {
 #[exclusive("files-url-unit")]
 fn url_unit() {}
 
-/// `LOCKATTR_URL` set in a build without a network backend: every lock is a
-/// `Config` error, never a silent local lock, and the URL's password is not
-/// repeated. A `()` function panics rather than run or skip silently.
+/// `LOCKATTR_URL` set to something this build cannot honour (a scheme it
+/// does not know; a build without the `postgres` feature is tested in
+/// `tests/postgres.rs`): every lock is a `Config` error, never a silent
+/// local lock, and the URL's password is not repeated. A `()` function
+/// panics rather than run or skip silently.
 #[test]
 fn lockattr_url_makes_every_lock_an_error() {
     let dir = TempDir::new("url");
-    let url = "postgres://deployer:s3cret-pw@db.example/locks";
+    let url = "redis://deployer:s3cret-pw@127.0.0.1:1/locks";
     // `dir` is their default: empty at the end, no lock fell back to a
     // local file.
     let env = |cmd: &mut std::process::Command| {
