@@ -277,6 +277,16 @@ impl Handle {
         let _ = mode;
     }
 
+    /// Whether the handle can still be used: a database session that ended
+    /// between holds (a server restart) is dropped and opened again.
+    pub(crate) fn usable(&self) -> bool {
+        match self {
+            Handle::File(_) => true,
+            #[cfg(feature = "postgres")]
+            Handle::Advisory(session) => !session.lost(),
+        }
+    }
+
     /// What the slot keeps while a thread waits with this handle.
     pub(crate) fn in_flight(&self) -> InFlight {
         match self {

@@ -271,6 +271,9 @@ impl Slot {
         }
         loop {
             if st.held.is_none() {
+                if st.handle.as_ref().is_some_and(|handle| !handle.usable()) {
+                    st.forget_handle();
+                }
                 if st.handle.is_none() {
                     st.handle = Some(self.target.open(self.name())?);
                 }
