@@ -921,9 +921,7 @@ fn a_fifo_in_place_of_the_file_during_a_wait_hangs_nobody() {
 /// out may say busy (which a script would take for "try later"); both are
 /// `NotRegularFile`, as for any process that comes fresh.
 #[test]
-#[ignore = "bug: a process in which a thread waits answers busy for its lock file, without \
-            looking at the path, after it became a FIFO"]
-fn bug_a_fifo_in_place_of_the_file_during_a_wait_is_not_busy() {
+fn a_fifo_in_place_of_the_file_during_a_wait_is_not_busy() {
     for (name, release) in [
         ("waittest-fifo-bug-release", true),
         ("waittest-fifo-bug", false),

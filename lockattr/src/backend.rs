@@ -203,6 +203,23 @@ impl Target {
         }
     }
 
+    /// Before answering busy without having opened what the path names now
+    /// (another thread waits with the slot's descriptor, or a wait ran out
+    /// of time): if no regular file stands there, nobody can hold the lock
+    /// there, and the answer is that error, as a fresh process would get.
+    pub(crate) fn refuse_if_not_a_file(&self, name: Option<&str>) -> Result<(), Error> {
+        match self {
+            Target::File { c_path, .. } => match file::identity_of(c_path) {
+                Some((_, kind)) if kind != rustix::fs::FileType::RegularFile => {
+                    Err(file::not_regular(self.ctx(name), file::describe(kind)))
+                }
+                _ => Ok(()),
+            },
+            #[cfg(feature = "postgres")]
+            Target::Advisory { .. } => Ok(()),
+        }
+    }
+
     /// Who holds the lock now, looked up outside the slot's mutex. For a
     /// file, by the identity of the file we have open or wait on, else of
     /// what the path names.

@@ -226,7 +226,7 @@ fn checked(ctx: Ctx<'_>, fd: OwnedFd, action: &'static str) -> Result<(OwnedFd, 
     }
 }
 
-fn not_regular(ctx: Ctx<'_>, what: &str) -> Error {
+pub(crate) fn not_regular(ctx: Ctx<'_>, what: &str) -> Error {
     let text = format!(
         "{} is {what}, not a regular file; lockattr never follows or replaces it: remove it, \
          or choose another directory",
@@ -235,7 +235,7 @@ fn not_regular(ctx: Ctx<'_>, what: &str) -> Error {
     Error::other(ErrorKind::NotRegularFile, ctx.about(), text)
 }
 
-fn describe(file_type: FileType) -> &'static str {
+pub(crate) fn describe(file_type: FileType) -> &'static str {
     match file_type {
         FileType::Directory => "a directory",
         FileType::Symlink => "a symbolic link",

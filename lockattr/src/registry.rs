@@ -196,9 +196,14 @@ impl Slot {
         Ok(step)
     }
 
-    /// The busy error for a wait that ran out of time.
+    /// The busy error for a wait that ran out of time, or for a try-once
+    /// while another thread waits; unless something other than a lock file
+    /// stands at the path now, which is that error.
     pub(crate) fn busy(&self) -> Error {
-        Error::busy(self.about(), self.holder_now())
+        match self.target.refuse_if_not_a_file(self.name()) {
+            Err(err) => err,
+            Ok(()) => Error::busy(self.about(), self.holder_now()),
+        }
     }
 
     /// Who holds the lock, for messages. Looking it up (`/proc/locks`, a
