@@ -34,6 +34,20 @@ fn child() {
             drop(guard);
             println!("RELEASED");
         }
+        // Waits for the lock without limit, holds it until a line comes.
+        "wait" => {
+            let dir = std::env::var("LOCKATTR_TEST_DIR").expect("LOCKATTR_TEST_DIR");
+            let name = std::env::var("LOCKATTR_TEST_NAME").expect("LOCKATTR_TEST_NAME");
+            let lock =
+                lockattr::Lock::new(lockattr::LockName::try_new(common::leak(name)).unwrap())
+                    .dir(common::leak(dir))
+                    .wait();
+            println!("WAITING");
+            let guard = lock.acquire().expect("the waiter gets the lock");
+            println!("GOT");
+            let _ = std::io::stdin().read_line(&mut String::new());
+            drop(guard);
+        }
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -132,4 +146,39 @@ fn an_undisturbed_holder_lets_go_quietly() {
     let a = start_holder(&dir, "quiet");
     let stderr = a.release();
     assert!(!stderr.contains(WARNING), "a false alarm: {stderr:?}");
+}
+
+/// A waiter blocked on the old file when it is replaced still names the
+/// holder of the file it waits on (which the path no longer leads to), and
+/// once that holder lets go it moves to the new file.
+#[test]
+fn a_waiter_on_a_replaced_file_names_its_holder() {
+    let dir = TempDir::new("replaced-waiter");
+    let name = "replaced-waiter";
+    let holder = start_holder(&dir, name);
+    let path = dir.path().join(format!("{name}.lock"));
+    let path_str = dir.path().to_str().unwrap();
+    let mut waiter = Kid::role(
+        "wait",
+        &[
+            ("LOCKATTR_TEST_DIR", path_str),
+            ("LOCKATTR_TEST_NAME", name),
+        ],
+    );
+    waiter.expect("WAITING");
+    common::until_blocked_in_kernel(&path, waiter.pid());
+    replace(&path);
+    // About a second into its wait, the notice; its holder is the process
+    // holding the old file, found by that file's identity.
+    let (notice, _) = waiter.expect_stderr("waiting for lock");
+    agent::assert_names_pid(&notice, holder.0.pid());
+    let _ = holder.release();
+    waiter.expect("GOT");
+    let held_file = std::fs::metadata(&path).unwrap().ino();
+    let mut other = Agent::start(name, Some(dir.path()));
+    assert!(
+        matches!(other.lock(), Reply::Busy(_)),
+        "the waiter holds the file the path names now (inode {held_file})"
+    );
+    waiter.send("");
 }

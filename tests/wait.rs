@@ -17,12 +17,11 @@
 
 mod common;
 
-use common::{Kid, PATIENCE};
+use common::{Kid, PATIENCE, flocks, until_blocked_in_kernel};
 use lockattr::{Error, Holder, Lock, LockName, exclusive};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -454,69 +453,6 @@ fn holder(name: &str) -> Kid {
 
 fn path_of(name: &str) -> PathBuf {
     lockattr::lock_path(name).expect("the lock file's path")
-}
-
-/// The flock(2) entries on `path` in /proc/locks: (pid, blocked waiter?).
-fn flocks(path: &Path) -> Vec<(u32, bool)> {
-    flocks_in(&proc_locks(), path)
-}
-
-fn flocks_in(locks: &str, path: &Path) -> Vec<(u32, bool)> {
-    let meta = std::fs::metadata(path).expect("stat the lock file");
-    let key = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(meta.dev()),
-        rustix::fs::minor(meta.dev()),
-        meta.ino()
-    );
-    locks
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            match fields.as_slice() {
-                [_, "->", "FLOCK", _, _, pid, id, ..] if *id == key => {
-                    Some((pid.parse().ok()?, true))
-                }
-                [_, "FLOCK", _, _, pid, id, ..] if *id == key => Some((pid.parse().ok()?, false)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-/// /proc/locks as one consistent listing. The kernel lists the locks anew
-/// for each read(2) and continues by position, so a lock that comes or
-/// goes between two reads of one pass shifts the rest: an entry shows up
-/// twice or not at all. Read until two passes agree. (Each listing takes
-/// the kernel's file-lock rwsem for writing: the first read after a pause
-/// waits for an RCU grace period, milliseconds, and flock(2) calls on the
-/// machine take a slower path for a while. Fine for a test, not for a
-/// benchmark.)
-fn proc_locks() -> String {
-    let pass = || std::fs::read("/proc/locks").expect("read /proc/locks");
-    let mut last = pass();
-    loop {
-        let next = pass();
-        if next == last {
-            return String::from_utf8_lossy(&next).into_owned();
-        }
-        last = next;
-    }
-}
-
-/// Waits until process `pid` is blocked in flock(2) on `path`, as the
-/// kernel lists it: then it truly waits (it is not still starting up).
-fn until_blocked_in_kernel(path: &Path, pid: u32) {
-    let start = Instant::now();
-    while !flocks(path).contains(&(pid, true)) {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "pid {pid} never blocked in flock on {}: {:?}",
-            path.display(),
-            flocks(path)
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Contract: a bounded wait gives up after DUR, within 10% or 50 ms,

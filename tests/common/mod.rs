@@ -488,3 +488,69 @@ pub fn require_command(test: &str, command: &str) -> bool {
 pub fn loud(message: &str) {
     let _ = writeln!(std::io::stderr(), "\n*** {message} ***\n");
 }
+
+// ------------------------------------------------------------ /proc/locks
+
+/// The flock(2) entries on `path` in /proc/locks: (pid, blocked waiter?).
+pub fn flocks(path: &Path) -> Vec<(u32, bool)> {
+    flocks_in(&proc_locks(), path)
+}
+
+pub fn flocks_in(locks: &str, path: &Path) -> Vec<(u32, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).expect("stat the lock file");
+    let key = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(meta.dev()),
+        rustix::fs::minor(meta.dev()),
+        meta.ino()
+    );
+    locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, "->", "FLOCK", _, _, pid, id, ..] if *id == key => {
+                    Some((pid.parse().ok()?, true))
+                }
+                [_, "FLOCK", _, _, pid, id, ..] if *id == key => Some((pid.parse().ok()?, false)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// /proc/locks as one consistent listing. The kernel lists the locks anew
+/// for each read(2) and continues by position, so a lock that comes or
+/// goes between two reads of one pass shifts the rest: an entry shows up
+/// twice or not at all. Read until two passes agree. (Each listing takes
+/// the kernel's file-lock rwsem for writing: the first read after a pause
+/// waits for an RCU grace period, milliseconds, and flock(2) calls on the
+/// machine take a slower path for a while. Fine for a test, not for a
+/// benchmark.)
+pub fn proc_locks() -> String {
+    let pass = || std::fs::read("/proc/locks").expect("read /proc/locks");
+    let mut last = pass();
+    loop {
+        let next = pass();
+        if next == last {
+            return String::from_utf8_lossy(&next).into_owned();
+        }
+        last = next;
+    }
+}
+
+/// Waits until process `pid` is blocked in flock(2) on `path`, as the
+/// kernel lists it: then it truly waits (it is not still starting up).
+pub fn until_blocked_in_kernel(path: &Path, pid: u32) {
+    let start = Instant::now();
+    while !flocks(path).contains(&(pid, true)) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "pid {pid} never blocked in flock on {}: {:?}",
+            path.display(),
+            flocks(path)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -4,10 +4,10 @@
 //! at the same time, in two processes, and checks that they took turns.
 #![allow(dead_code)] // serial_b uses only the body
 
-use crate::common::{Finished, Kid};
+use crate::common::{self, Finished, Kid};
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -148,7 +148,7 @@ pub fn take_turns(dir: &Path, first: Test<'_>, second: Test<'_>, one_thread: boo
     let mut waiter = second.start(dir, one_thread);
     let lock_file = dir.join(format!("{LOCK}.lock"));
     let start = Instant::now();
-    while !blocked_in_flock(&lock_file, waiter.pid()) {
+    while !common::flocks(&lock_file).contains(&(waiter.pid(), true)) {
         if let Some(status) = waiter.ended() {
             panic!(
                 "{} ended ({status}) while {} held the lock, without waiting for it; \
@@ -224,24 +224,4 @@ fn journal(dir: &Path) -> Vec<String> {
 
 fn text(out: &Finished) -> String {
     format!("--- stdout\n{}--- stderr\n{}", out.stdout, out.stderr)
-}
-
-/// Whether /proc/locks lists process `pid` as blocked (`->`) in flock(2)
-/// on `path`.
-fn blocked_in_flock(path: &Path, pid: u32) -> bool {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    let file = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(meta.dev()),
-        rustix::fs::minor(meta.dev()),
-        meta.ino()
-    );
-    let pid = pid.to_string();
-    let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
-    locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        matches!(fields.as_slice(), [_, "->", "FLOCK", _, _, p, id, ..] if *p == pid && *id == file)
-    })
 }
