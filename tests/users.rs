@@ -59,6 +59,17 @@ fn child() {
         "try" => report(try_role(), None),
         "plant" => plant_role(),
         "open" => open_role(),
+        "lock-path" => match lockattr::lock_path(USERS.as_str()) {
+            Ok(path) => {
+                println!("PATH {}", path.display());
+                0
+            }
+            Err(err) => {
+                println!("FAILED {err}");
+                FAILED
+            }
+        },
+        "churn" => churn_role(),
         other => panic!("unknown role {other:?}"),
     };
     std::io::stdout().flush().expect("flush stdout");
@@ -98,6 +109,45 @@ fn report(result: Result<(), lockattr::Error>, done: Option<&str>) -> i32 {
             FAILED
         }
     }
+}
+
+/// Takes and lets go of a fresh lock file for `LOCKATTR_TEST_SECS`, over
+/// and over; with `LOCKATTR_TEST_REMOVE` it removes the file each time, so
+/// that the next turn creates it again. Prints `COUNTS <turns> <opened
+/// another's file> <errors>` and the first few errors.
+fn churn_role() -> i32 {
+    let secs: u64 = var("LOCKATTR_TEST_SECS")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let remove = var("LOCKATTR_TEST_REMOVE").is_some();
+    let lock = Lock::new(LockName::new("churn"));
+    let me = rustix::process::getuid().as_raw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let (mut turns, mut theirs, mut errors) = (0u64, 0u64, 0u64);
+    while std::time::Instant::now() < deadline {
+        turns += 1;
+        match lock.acquire() {
+            Ok(guard) => {
+                let path = guard.path().expect("a lock file").to_owned();
+                if std::fs::metadata(&path).is_ok_and(|meta| meta.uid() != me) {
+                    theirs += 1;
+                }
+                drop(guard);
+                if remove {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            Err(err) if err.is_busy() => theirs += 1,
+            Err(err) => {
+                errors += 1;
+                if errors <= 5 {
+                    println!("ERROR {err}");
+                }
+            }
+        }
+    }
+    println!("COUNTS {turns} {theirs} {errors}");
+    0
 }
 
 /// Creates a file with an exact mode, as a careless tool of this user would.
@@ -432,6 +482,156 @@ fn user_after_root(level: u8) {
     user.release();
     attempt(&scratch, &dir, Some(t2)).locked("lockattr-t2 after lockattr-t1 let go");
     assert_file(&file, 0, 0o644, "after users locked it");
+}
+
+// ------------------------------------------------- a new file's first mode
+
+/// A new lock file is published only with its final mode: no other user
+/// ever finds it private (0600 under the creator's umask 077) and fails to
+/// open it. Root creates the file over and over (it removes it after each
+/// turn, as nobody should), under umask 077, while a user opens it over
+/// and over, also under 077: no error at all, and the user did meet root's
+/// files many times. (With `O_CREAT` then `fchmod`, such a loop fails about
+/// once in seven tries.)
+#[test]
+fn a_new_lock_file_is_never_seen_with_a_private_mode() {
+    if !common::require_root("a_new_lock_file_is_never_seen_with_a_private_mode") {
+        return;
+    }
+    let scratch = Scratch::new("first-mode");
+    let [t1, _, _] = users();
+    let dir = scratch.dir.clone();
+    let secs = ("LOCKATTR_TEST_SECS", "3");
+    let umask = ("LOCKATTR_TEST_UMASK", "077");
+    let root = Kid::start(command(
+        &scratch,
+        &dir,
+        None,
+        "churn",
+        &[secs, umask, ("LOCKATTR_TEST_REMOVE", "1")],
+    ));
+    let user = Kid::start(command(&scratch, &dir, Some(t1), "churn", &[secs, umask]));
+    let counts = |kid: Kid, who: &str| {
+        let finished = kid.finish();
+        let line = finished
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("COUNTS "));
+        let line = line.unwrap_or_else(|| panic!("{who}: no counts: {finished:?}"));
+        let n: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+        (n[0], n[1], n[2], finished.stdout)
+    };
+    let (root_turns, _, root_errors, root_out) = counts(root, "root");
+    let (user_turns, user_met_root, user_errors, user_out) = counts(user, "lockattr-t1");
+    common::loud(&format!(
+        "users.rs: first mode: root {root_turns} turns, lockattr-t1 {user_turns} turns \
+         ({user_met_root} on root's file or busy), errors {root_errors} / {user_errors}"
+    ));
+    assert_eq!(
+        user_errors, 0,
+        "the user failed to open a new file:\n{user_out}"
+    );
+    assert_eq!(root_errors, 0, "root failed:\n{root_out}");
+    assert!(
+        user_met_root > 100,
+        "the user met root's new files only {user_met_root} times in {user_turns} turns: \
+         the race was not run"
+    );
+}
+
+// ------------------------------------------------------- the flock(1) recipe
+
+/// The README's recipe for scripts, `( flock -n 9 || exit 75; ... ) 9<FILE`
+/// with FILE from `lockattr::lock_path`, as root and as a user, either one
+/// having made the file under umask 077, with `fs.protected_regular` 1 and
+/// 2: it excludes and is excluded by lockattr, and exits 75 when busy. The
+/// naive `flock -n FILE cmd` (an `O_CREAT` open) fails for root on a user's
+/// file: the trap the recipe avoids.
+#[test]
+fn the_flock_recipe_works_for_root_and_users_under_protected_regular() {
+    let test = "the_flock_recipe_works_for_root_and_users_under_protected_regular";
+    if !common::require_root(test) || !common::require_command(test, "flock") {
+        return;
+    }
+    for level in [1, 2] {
+        let sysctl = ProtectedRegular::take();
+        sysctl.set(level);
+        let [t1, t2, t3] = users();
+        for maker in [Some(t1), None] {
+            let scratch = Scratch::new("recipe");
+            // Owned by a third user, so the sysctl covers root and users.
+            let dir = scratch.subdir("t3", 0o1777, t3.uid, t3.gid);
+            let umask = [("LOCKATTR_TEST_UMASK", "077")];
+            let made = common::output(command(&scratch, &dir, maker, "lock-path", &umask));
+            let path = made.stdout.lines().find_map(|l| l.strip_prefix("PATH "));
+            let path = path.unwrap_or_else(|| panic!("no path from lock-path: {made:?}"));
+            let file = Path::new(path);
+            assert_file(
+                file,
+                maker.map_or(0, |user| user.uid),
+                0o644,
+                "made by lock_path",
+            );
+            let other = match maker {
+                Some(_) => None,
+                None => Some(t1),
+            };
+            let case = format!("protected_regular={level}, file of {}", who(maker));
+
+            let ran = recipe(&scratch, other, path);
+            assert_eq!(
+                ran.status.code(),
+                Some(0),
+                "{case}: {} free: {ran:?}",
+                who(other)
+            );
+            assert!(ran.stdout.contains("RAN"), "{case}");
+            if other.is_none() {
+                let naive = naive_flock(path);
+                assert_ne!(
+                    naive.status.code(),
+                    Some(0),
+                    "{case}: root's O_CREAT flock: {naive:?}"
+                );
+            }
+
+            let holder = hold(&scratch, &dir, Some(t2), &[]);
+            let busy = recipe(&scratch, other, path);
+            assert_eq!(
+                busy.status.code(),
+                Some(75),
+                "{case}: {} busy: {busy:?}",
+                who(other)
+            );
+            assert!(!busy.stdout.contains("RAN"), "{case}");
+            holder.release();
+        }
+    }
+}
+
+/// The recipe, as `user` (root when `None`).
+fn recipe(scratch: &Scratch, user: Option<&User>, path: &str) -> common::Finished {
+    let script = r#"( flock -n 9 || exit 75; echo RAN ) 9<"$1""#;
+    let mut cmd = match user {
+        Some(user) => {
+            let mut cmd = Command::new(sbin("runuser"));
+            cmd.args(["-u", user.name, "--", "sh", "-c", script, "sh", path]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", script, "sh", path]);
+            cmd
+        }
+    };
+    cmd.current_dir(&scratch.dir);
+    common::output(cmd)
+}
+
+fn naive_flock(path: &str) -> common::Finished {
+    let mut cmd = Command::new("flock");
+    cmd.args(["-n", path, "true"]);
+    common::output(cmd)
 }
 
 // ----------------------------------------------------------------- helpers
