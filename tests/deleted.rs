@@ -171,7 +171,7 @@ fn a_waiter_on_a_replaced_file_names_its_holder() {
     // About a second into its wait, the notice; its holder is the process
     // holding the old file, found by that file's identity.
     let (notice, _) = waiter.expect_stderr("waiting for lock");
-    agent::assert_names_pid(&notice, holder.0.pid());
+    common::assert_names_pid(&notice, holder.0.pid());
     let _ = holder.release();
     waiter.expect("GOT");
     let held_file = std::fs::metadata(&path).unwrap().ino();

@@ -159,7 +159,7 @@ fn busy_exits_75_and_free_exits_0() {
             "{role}: {text:?}"
         );
         assert!(line.contains("is busy"), "{role}: {line}");
-        agent::assert_names_pid(line, holder.pid());
+        common::assert_names_pid(line, holder.pid());
         assert_eq!(text.lines().count(), 1, "{role}: one line: {text:?}");
         if role == "context" {
             assert!(
@@ -213,7 +213,7 @@ fn the_busy_line_of_a_unit_tool_starts_with_the_program() {
         )),
         "{text:?}"
     );
-    agent::assert_names_pid(&text, holder.pid());
+    common::assert_names_pid(&text, holder.pid());
 }
 
 /// The waiting notice starts with the program's name too; the tool runs
@@ -229,7 +229,7 @@ fn the_waiting_notice_starts_with_the_program() {
         line.starts_with(&format!("{}: waiting for lock", program())),
         "{line:?}"
     );
-    agent::assert_names_pid(&line, holder.pid());
+    common::assert_names_pid(&line, holder.pid());
     holder.unlock();
     let finished = waiter.finish();
     assert_eq!(finished.status.code(), Some(0), "ran after the wait");

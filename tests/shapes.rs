@@ -181,11 +181,7 @@ fn unit_fn_busy_in_another_process_prints_one_line() {
     assert!(line.contains("busy"), "{line}");
     assert!(line.contains(&path.display().to_string()), "{line}");
     // The holder, a thread of this process, is in /proc/locks: named.
-    let pid = format!("pid {}", std::process::id());
-    assert!(
-        line.contains(&pid),
-        "names the holder's pid ({pid}): {line}"
-    );
+    common::assert_names_pid(line, std::process::id());
 }
 
 // ---------------------------------------------------------------- methods
