@@ -1,6 +1,7 @@
 //! Uncontended calls allocate nothing after the first (issue 4): not the
-//! plain attribute, not `wait`, not a nested call. The wait's notice alarm is
-//! only set up when a wait really has to wait.
+//! plain attribute, not `wait`, not a nested call, not a name made from the
+//! arguments (issue 9). The wait's notice alarm is only set up when a wait
+//! really has to wait.
 
 mod common; // the run's own lock directory
 
@@ -50,10 +51,22 @@ fn waiting_for() -> Result<u32, lockattr::Error> {
     Ok(1)
 }
 
+/// A name made from an argument: built on the stack, looked up by a
+/// borrowed path.
+#[exclusive("allocations-{env}-{n}")]
+fn templated(env: &str, n: u32) -> Result<u32, lockattr::Error> {
+    Ok(n)
+}
+
 #[test]
 fn uncontended_calls_allocate_nothing_after_the_first() {
     COUNTED.with(|counted| counted.set(true));
-    let calls = || plain().unwrap() + waiting().unwrap() + waiting_for().unwrap();
+    let calls = || {
+        plain().unwrap()
+            + waiting().unwrap()
+            + waiting_for().unwrap()
+            + templated("prod", 0).unwrap()
+    };
     for _ in 0..3 {
         calls(); // first calls: slots, paths, holder vectors
     }

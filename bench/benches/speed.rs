@@ -69,6 +69,14 @@ fn exclusive_call() -> Result<(), lockattr::Error> {
     Ok(())
 }
 
+/// A name made from an argument at each call (issue 9).
+#[lockattr::exclusive("templated-{env}")]
+#[inline(never)]
+fn templated_call(env: &str) -> Result<(), lockattr::Error> {
+    black_box(env);
+    Ok(())
+}
+
 const ACQUIRE: Lock = Lock::new(LockName::new("acquire"));
 
 #[lockattr::exclusive("nested")]
@@ -262,6 +270,11 @@ fn in_process(config: &Config, dir: &Path, table: &mut Vec<Row>) -> f64 {
             exclusive_call().expect("uncontended #[exclusive] call");
         }
     }));
+    cases.push(Case::new("templated", n, |n| {
+        for _ in 0..n {
+            templated_call(black_box("production")).expect("uncontended templated call");
+        }
+    }));
     cases.push(Case::new("acquire", n, |n| {
         for _ in 0..n {
             drop(ACQUIRE.acquire().expect("Lock::acquire"));
@@ -449,6 +462,15 @@ fn in_process(config: &Config, dir: &Path, table: &mut Vec<Row>) -> f64 {
         "Lock::acquire + drop, repeated",
         "acquire",
         Goal::AtMost(0.6),
+    ));
+    let (templated, templated_allocs) = get("templated");
+    table.push(Row::time(
+        "#[exclusive(\"templated-{env}\")] fn, repeated call",
+        templated,
+        exclusive,
+        "fixed name",
+        Some(templated_allocs),
+        Goal::None,
     ));
     table.push(row("std File::open + File::try_lock", "std", Goal::None));
     table.push(row(

@@ -1,5 +1,7 @@
-//! The attribute's arguments: `NAME` or `path = "..."`, then options.
+//! The attribute's arguments: one or more names (or `path = "..."`), then
+//! options.
 
+use crate::template::{self, Piece};
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
 use syn::{Error, Expr, LitStr, Token};
@@ -14,12 +16,16 @@ mod kw {
 
 const OPTIONS: &str = "`on_busy = EXPR`, `wait`, `wait = \"DUR\"`, `shared`, `dir = \"/abs/dir\"`, `crate = \"path\"`";
 
-/// Which lock: a name, a `const` name, or a file.
+/// Which lock: a name, a name with placeholders, a `const` name, or a file.
 pub(crate) enum Target {
     Name(LitStr),
+    Template(LitStr, Vec<Piece>),
     Const(syn::Path),
     File(LitStr),
 }
+
+/// The options, by name, for "did you mean" suggestions.
+const OPTION_NAMES: [&str; 6] = ["on_busy", "wait", "shared", "dir", "crate", "path"];
 
 pub(crate) enum Wait {
     Forever,
@@ -28,7 +34,8 @@ pub(crate) enum Wait {
 }
 
 pub(crate) struct Args {
-    pub(crate) target: Target,
+    /// In the order written; several are all taken, in one global order.
+    pub(crate) targets: Vec<Target>,
     pub(crate) on_busy: Option<Expr>,
     pub(crate) wait: Option<Wait>,
     pub(crate) shared: bool,
@@ -38,9 +45,9 @@ pub(crate) struct Args {
 
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Args> {
-        let target = parse_target(input)?;
+        let targets = vec![parse_target(input)?];
         let mut args = Args {
-            target,
+            targets,
             on_busy: None,
             wait: None,
             shared: false,
@@ -52,6 +59,24 @@ impl Parse for Args {
             input.parse::<Token![,]>()?;
             if input.is_empty() {
                 break;
+            }
+            if another_name(input) {
+                let at = input.span();
+                let target = parse_target(input)?;
+                if !seen.is_empty() {
+                    return Err(Error::new(
+                        at,
+                        "lock names come first, then the options, as in `#[exclusive(\"artifacts\", \"deploy-{env}\", wait)]`",
+                    ));
+                }
+                if matches!(target, Target::File(_)) || matches!(args.targets[0], Target::File(_)) {
+                    return Err(Error::new(
+                        at,
+                        "`path = ...` names one whole file and cannot go with other lock names",
+                    ));
+                }
+                args.targets.push(target);
+                continue;
             }
             let lookahead = input.lookahead1();
             let key_span = input.span();
@@ -99,7 +124,7 @@ impl Parse for Args {
                 input.parse::<Token![=]>()?;
                 let dir = string(input, "a directory, as in `dir = \"/run/lock\"`")?;
                 absolute(&dir, "dir")?;
-                if let Target::File(_) = args.target {
+                if let Target::File(_) = args.targets[0] {
                     return Err(Error::new(
                         key_span,
                         "`dir` cannot go with `path = ...`, which names the whole file",
@@ -117,7 +142,7 @@ impl Parse for Args {
                 args.krate = Some(path.parse()?);
                 "crate"
             } else if input.peek(kw::path) {
-                let text = match args.target {
+                let text = match args.targets[0] {
                     Target::File(_) => format!(
                         "`path` is given twice; each option may be given once (accepted options: {OPTIONS})"
                     ),
@@ -126,7 +151,12 @@ impl Parse for Args {
                 return Err(Error::new(key_span, text));
             } else if input.peek(syn::Ident) {
                 let ident: syn::Ident = input.parse()?;
-                let text = format!("unknown option `{ident}`; accepted options: {OPTIONS}");
+                let text = match nearest_option(&ident.to_string()) {
+                    Some(option) => format!(
+                        "unknown option `{ident}`; did you mean `{option}`? (accepted options: {OPTIONS})"
+                    ),
+                    None => format!("unknown option `{ident}`; accepted options: {OPTIONS}"),
+                };
                 return Err(Error::new(ident.span(), text));
             } else {
                 // Not an identifier: syn's "expected one of ..." lists them.
@@ -153,6 +183,10 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
     }
     if input.peek(LitStr) {
         let name = string(input, "a lock name, as in `\"build-deploy\"`")?;
+        if template::has_placeholders(&name) {
+            let pieces = template::parse(&name)?;
+            return Ok(Target::Template(name, pieces));
+        }
         check_name(&name)?;
         return Ok(Target::Name(name));
     }
@@ -178,6 +212,57 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
         return Ok(Target::Const(input.parse()?));
     }
     Err(Error::new(input.span(), expected))
+}
+
+/// After a comma: another lock name rather than an option? A string, or a
+/// path to a `const` that is neither an option keyword nor followed by `=`,
+/// nor a lower-case word a letter or two away from an option (a typo).
+fn another_name(input: ParseStream<'_>) -> bool {
+    if input.peek(LitStr) {
+        return true;
+    }
+    let fork = input.fork();
+    let Ok(path) = fork.parse::<syn::Path>() else {
+        return false;
+    };
+    if fork.peek(Token![=]) {
+        return false;
+    }
+    match path.get_ident().map(ToString::to_string) {
+        Some(word) if OPTION_NAMES.contains(&word.as_str()) => false,
+        Some(word) if word.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+            nearest_option(&word).is_none()
+        }
+        _ => true,
+    }
+}
+
+/// The option `word` is most likely a typo of, if any.
+fn nearest_option(word: &str) -> Option<&'static str> {
+    OPTION_NAMES
+        .iter()
+        .map(|option| (edit_distance(word, option), *option))
+        .filter(|&(distance, option)| distance <= 2 && distance < option.len())
+        .min()
+        .map(|(_, option)| option)
+}
+
+/// Levenshtein distance, for short words.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn string(input: ParseStream<'_>, what: &str) -> syn::Result<LitStr> {

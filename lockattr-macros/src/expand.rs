@@ -3,6 +3,7 @@
 //! the user's braces stay as they were.
 
 use crate::args::{Args, Target, Wait};
+use crate::template::Piece;
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
@@ -164,8 +165,23 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     // braces, so diagnostics about the body still point at it.
     let mut user = Group::new(Delimiter::Brace, stmts);
     user.set_span(Span::call_site().located_at(body.span()));
+    let names = dynamic_names(args, &sig, &private)?;
     let stmts = if sig.asyncness.is_some() {
-        let take = take(quote!(#private::enter_async(#site, const { &#lock }).await));
+        let take = match &names {
+            None => take(quote!(#private::enter_async(#site, const { &#lock }).await)),
+            // Resolved in a statement of its own, so that the borrowed
+            // values are gone before the `.await` (the future stays `Send`).
+            Some(names) => {
+                let slots = quote_spanned!(Span::mixed_site()=> __lockattr_slots);
+                let take = take(quote!(
+                    #private::enter_slots_async(#slots, const { &#lock }).await
+                ));
+                quote! {
+                    let #slots = #private::resolve(const { &#lock }, &[#(#names),*]);
+                    #take
+                }
+            }
+        };
         // The body becomes an `async move` block polled inside the hold, so
         // that nested `#[exclusive]` calls see this task as the holder.
         // `return` and `?` keep their meaning inside the block.
@@ -188,7 +204,12 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
                 }
             }
         });
-        let take = take(quote!(#private::enter(#site, const { &#lock }, #test)));
+        let take = match &names {
+            None => take(quote!(#private::enter(#site, const { &#lock }, #test))),
+            Some(names) => take(quote!(
+                #private::enter_names(const { &#lock }, &[#(#names),*], #test)
+            )),
+        };
         quote!(#(#inner)* #check #take #user)
     };
     let mut new_body = Group::new(Delimiter::Brace, stmts);
@@ -197,20 +218,16 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
 }
 
 /// `Lock::new(NAME).dir(..).shared().wait_for(..)`, evaluated in a `const`
-/// block, so a bad `const` name fails to compile.
+/// block, so a bad `const` name fails to compile. For names made at each
+/// call, `Lock::__names()` with the same options.
 fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
-    let mut lock = match &args.target {
-        Target::Name(name) => {
+    let mut lock = match args.targets.as_slice() {
+        [Target::Name(name)] => {
             quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name)))
         }
-        Target::Const(path) => {
-            let span = path
-                .segments
-                .last()
-                .map_or_else(Span::call_site, |s| s.ident.span());
-            quote_spanned!(span=> #krate::Lock::new(#path))
-        }
-        Target::File(path) => quote!(#krate::Lock::at_path(#path)),
+        [Target::Const(path)] => quote_spanned!(const_span(path)=> #krate::Lock::new(#path)),
+        [Target::File(path)] => quote!(#krate::Lock::at_path(#path)),
+        _ => quote!(#krate::Lock::__names()),
     };
     if let Some(dir) = &args.dir {
         lock.extend(quote!(.dir(#dir)));
@@ -227,6 +244,128 @@ fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
         None => {}
     }
     lock
+}
+
+fn const_span(path: &syn::Path) -> Span {
+    path.segments
+        .last()
+        .map_or_else(Span::call_site, |s| s.ident.span())
+}
+
+/// The names, as `__private::Name`s, when they are made at each call: a
+/// name with placeholders, or several names. `None` for one fixed name.
+fn dynamic_names(
+    args: &Args,
+    sig: &Signature,
+    private: &TokenStream,
+) -> syn::Result<Option<Vec<TokenStream>>> {
+    if let [Target::Name(_) | Target::Const(_) | Target::File(_)] = args.targets.as_slice() {
+        return Ok(None);
+    }
+    let fixed = |text: TokenStream| quote!(#private::Part::Fixed(#text));
+    let names = args.targets.iter().map(|target| {
+        Ok(match target {
+            Target::Name(lit) => {
+                let part = fixed(lit.to_token_stream());
+                quote!(#private::Name::new(#lit, &[#part]))
+            }
+            Target::Const(path) => {
+                let name = quote_spanned!(const_span(path)=> const { #path.as_str() });
+                let part = fixed(name.clone());
+                quote!(#private::Name::new(#name, &[#part]))
+            }
+            Target::Template(lit, pieces) => {
+                let parts = pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        Piece::Fixed(text) => Ok(fixed(text.to_token_stream())),
+                        Piece::Param(name) => placeholder_value(param(sig, lit, name)?, private),
+                        Piece::Field(field) => {
+                            let receiver = receiver(sig, lit, field)?;
+                            let field = syn::Ident::new(field, lit.span());
+                            placeholder_value(quote!(#receiver.#field), private)
+                        }
+                    })
+                    .collect::<syn::Result<Vec<_>>>()?;
+                quote!(#private::Name::new(#lit, &[#(#parts),*]))
+            }
+            Target::File(path) => {
+                return Err(Error::new_spanned(
+                    path,
+                    "`path = ...` names one whole file and cannot go with other lock names",
+                ));
+            }
+        })
+    });
+    names.collect::<syn::Result<Vec<_>>>().map(Some)
+}
+
+/// A placeholder's value as a `__private::Part`: its bytes when it has
+/// them (`&str`, `String`, `Path`, `OsStr`), else its `Display`; a type
+/// with neither is an error at the parameter.
+fn placeholder_value(value: TokenStream, private: &TokenStream) -> syn::Result<TokenStream> {
+    let span = value
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |tt| tt.span());
+    Ok(quote_spanned! {span=>
+        {
+            #[allow(unused_imports)] // only one of the two applies
+            use #private::{ByBytes as _, ByDisplay as _};
+            (&#private::Value(&#value)).part()
+        }
+    })
+}
+
+/// The parameter a placeholder names, as the signature spells it (so that
+/// an error about its type points at the parameter).
+fn param(sig: &Signature, lit: &syn::LitStr, name: &str) -> syn::Result<TokenStream> {
+    let found = sig.inputs.iter().find_map(|input| match input {
+        syn::FnArg::Typed(typed) => match &*typed.pat {
+            syn::Pat::Ident(pat) if pat.ident == name => Some(pat.ident.to_token_stream()),
+            _ => None,
+        },
+        syn::FnArg::Receiver(_) => None,
+    });
+    found.ok_or_else(|| {
+        let params: Vec<String> = sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                syn::FnArg::Typed(typed) => match &*typed.pat {
+                    syn::Pat::Ident(pat) => Some(format!("`{}`", pat.ident)),
+                    _ => None,
+                },
+                syn::FnArg::Receiver(_) => Some("`self.field`".to_owned()),
+            })
+            .collect();
+        let have = match params.is_empty() {
+            true => "it has no parameters".to_owned(),
+            false => format!("its parameters are {}", params.join(", ")),
+        };
+        Error::new(
+            lit.span(),
+            format!(
+                "the lock name's placeholder `{{{name}}}` names no parameter of `{}`; {have}",
+                sig.ident
+            ),
+        )
+    })
+}
+
+/// The receiver a `{self.field}` placeholder needs.
+fn receiver(sig: &Signature, lit: &syn::LitStr, field: &str) -> syn::Result<TokenStream> {
+    match sig.receiver() {
+        Some(receiver) => Ok(receiver.self_token.to_token_stream()),
+        None => Err(Error::new(
+            lit.span(),
+            format!(
+                "the placeholder `{{self.{field}}}` needs a method with `self`; `{}` has none",
+                sig.ident
+            ),
+        )),
+    }
 }
 
 /// `#[test]`, `#[tokio::test]`, `#[::core::prelude::v1::test]` (which

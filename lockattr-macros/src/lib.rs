@@ -3,6 +3,7 @@
 
 mod args;
 mod expand;
+mod template;
 
 use proc_macro::TokenStream;
 

@@ -122,6 +122,17 @@ impl Target {
         }
     }
 
+    pub(crate) fn order(&self, other: &Target) -> std::cmp::Ordering {
+        match (self, other) {
+            (Target::File { path: a, .. }, Target::File { path: b, .. }) => a.cmp(b),
+            #[cfg(feature = "postgres")]
+            (Target::Advisory { key: a, .. }, Target::Advisory { key: b, .. }) => a.cmp(b),
+            // One backend per process: never mixed.
+            #[cfg(feature = "postgres")]
+            _ => std::cmp::Ordering::Equal,
+        }
+    }
+
     pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             Target::File { path, .. } => Some(path),

@@ -61,6 +61,37 @@
 //! `"5m"`, `"1h"`), `shared`, `dir = "/abs/dir"` and `crate = "path"`; see
 //! the README for each.
 //!
+//! # Names from arguments
+//!
+//! `#[exclusive("deploy-{env}")]` takes the lock of the value of the
+//! parameter `env` (`{self.field}` for a field of the receiver): deploys to
+//! two environments run side by side, two to one exclude each other. A
+//! value is escaped, never trusted: every byte other than an ASCII letter
+//! or digit becomes `_` and two upper-case hex digits, an empty value is a
+//! lone `_`; so a value cannot leave the lock directory or make a hidden
+//! name, and two values never share a file (placeholders must be apart by
+//! a `-` or `.`, which no escaped value contains). Longer than 200 bytes is
+//! an error. [`LockName::from_template`] is the same mapping at run time.
+//!
+//! ```
+//! # let _dir = lockattr::__private::doc_dir();
+//! use lockattr::{LockName, exclusive};
+//!
+//! #[exclusive("doc-deploy-{env}")]
+//! fn deploy(env: &str) -> Result<&str, lockattr::Error> {
+//!     Ok(env)
+//! }
+//!
+//! assert_eq!(deploy("prod/eu")?, "prod/eu");
+//! let name = LockName::from_template("doc-deploy-{env}", &[("env", &"prod/eu")])?;
+//! assert_eq!(name.as_str(), "doc-deploy-prod_2Feu");
+//! # Ok::<(), lockattr::Error>(())
+//! ```
+//!
+//! Several names, `#[exclusive("artifacts", "deploy-{env}")]`, are all
+//! taken, always in the order of their files' paths (or database keys), so
+//! two functions that name them in different orders cannot deadlock.
+//!
 //! # Files
 //!
 //! The lock file is `DIR/NAME.lock`. DIR is the `dir` option if given; else
@@ -146,6 +177,8 @@ mod process;
 mod registry;
 #[cfg(unix)]
 mod report;
+#[cfg(unix)]
+mod template;
 #[cfg(unix)]
 mod wait;
 #[cfg(unix)]

@@ -61,16 +61,52 @@ impl Lock {
         }
     }
 
+    /// What `#[exclusive]` uses for names made at each call: the options
+    /// alone. Not a stable API.
+    #[doc(hidden)]
+    pub const fn __names() -> Lock {
+        Lock {
+            place: Place::Names { dir: None },
+            mode: LockMode::Exclusive,
+            wait: Wait::No,
+        }
+    }
+
     /// Puts `NAME.lock` in `dir`, an absolute path, instead of the default
     /// directory. No effect on a lock made with [`Lock::at_path`].
     pub const fn dir(mut self, dir: &'static str) -> Lock {
-        if let Place::Named { name, .. } = self.place {
-            self.place = Place::Named {
-                name,
-                dir: Some(dir),
-            };
+        match self.place {
+            Place::Named { name, .. } => {
+                self.place = Place::Named {
+                    name,
+                    dir: Some(dir),
+                }
+            }
+            Place::Names { .. } => self.place = Place::Names { dir: Some(dir) },
+            Place::Path(_) => {}
         }
         self
+    }
+
+    /// Puts `NAME.lock` in `dir`, a directory known only at run time (a
+    /// `--lock-dir` flag, a configuration file), instead of the default.
+    /// As [`Lock::dir`], which takes a `&'static str`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when `dir` is relative or not UTF-8.
+    pub fn in_dir(self, dir: impl AsRef<Path>) -> Result<Lock, Error> {
+        Ok(self.dir(kept_path(dir.as_ref(), "dir")?))
+    }
+
+    /// A lock on exactly this file, a path known only at run time. As
+    /// [`Lock::at_path`], which takes a `&'static str`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when `path` is relative or not UTF-8.
+    pub fn at_file(path: impl AsRef<Path>) -> Result<Lock, Error> {
+        Ok(Lock::at_path(kept_path(path.as_ref(), "path")?))
     }
 
     /// Takes the lock shared: shared holders run together; an exclusive
@@ -151,8 +187,37 @@ impl Lock {
 
     pub(crate) fn take(&self, slot: &'static Slot, holder: HolderId) -> Result<Hold, Error> {
         wait::acquire_blocking(slot, self.mode, self.wait, holder)?;
-        Ok(Hold { slot, holder })
+        Ok(Hold::one(slot, holder))
     }
+
+    /// The slot for `name`, a name made at run time, with this lock's
+    /// options (its directory): no allocation once the slot exists.
+    pub(crate) fn slot_for(&self, name: &str) -> Result<&'static Slot, Error> {
+        match backend::current(error::About::named(Some(name)))? {
+            Backend::File => {
+                let dir = place::dir_of(&self.place, name)?;
+                Ok(place::with_file(dir, name, |path| {
+                    registry::file_slot(Some(name), path)
+                }))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(server) => {
+                let key = crate::pg::advisory_key(name);
+                Ok(registry::advisory_slot(Some(name), server, key))
+            }
+        }
+    }
+}
+
+/// A directory or file given at run time, kept for the process.
+fn kept_path(path: &Path, what: &str) -> Result<&'static str, Error> {
+    let problem = match path.to_str() {
+        Some(text) if path.is_absolute() => return Ok(crate::template::keep(text)),
+        Some(_) => "is relative; give an absolute path so every caller reaches the same file",
+        None => "is not UTF-8",
+    };
+    let text = format!("the {what} {} {problem}", path.display());
+    Err(Error::other(ErrorKind::Config, error::About::NOTHING, text))
 }
 
 /// The lock file that `#[exclusive(NAME)]` uses in this process, made to
@@ -266,16 +331,33 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-/// One hold of a lock by one holder; dropping it ends the hold.
+/// One hold of one or more locks by one holder; dropping it ends the hold
+/// (the last-taken lock first).
 #[must_use = "the lock is released when the guard drops"]
 #[doc(hidden)]
 pub struct Hold {
     pub(crate) slot: &'static Slot,
+    /// Further locks of `#[exclusive("a", "b")]`, in the order taken; empty
+    /// (and unallocated) for one lock.
+    pub(crate) more: Vec<&'static Slot>,
     pub(crate) holder: HolderId,
+}
+
+impl Hold {
+    pub(crate) fn one(slot: &'static Slot, holder: HolderId) -> Hold {
+        Hold {
+            slot,
+            more: Vec::new(),
+            holder,
+        }
+    }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
+        for slot in self.more.iter().rev() {
+            slot.release(self.holder);
+        }
         self.slot.release(self.holder);
     }
 }

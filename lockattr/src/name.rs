@@ -50,6 +50,11 @@ impl LockName {
         }
     }
 
+    /// A name already checked (or made of checked parts and escaped values).
+    pub(crate) const fn checked(name: &'static str) -> LockName {
+        LockName(name)
+    }
+
     /// The name as written.
     pub const fn as_str(&self) -> &'static str {
         self.0
@@ -120,13 +125,17 @@ pub(crate) const fn check(name: &str) -> Result<(), NameError> {
     }
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if !(b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        if !allowed(bytes[i]) {
             return Err(NameError::BadCharacter);
         }
         i += 1;
     }
     Ok(())
+}
+
+/// A byte a lock name may contain.
+pub(crate) const fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ pub(crate) enum Place {
     },
     /// `path = "..."`: exactly this file.
     Path(&'static str),
+    /// Names made at each call (a template, several names): only where
+    /// their files live.
+    Names { dir: Option<&'static str> },
 }
 
 impl Place {
@@ -22,7 +25,7 @@ impl Place {
     pub(crate) fn name(&self) -> Option<&'static str> {
         match *self {
             Place::Named { name, .. } => Some(name),
-            Place::Path(_) => None,
+            Place::Path(_) | Place::Names { .. } => None,
         }
     }
 
@@ -33,6 +36,7 @@ impl Place {
         match *self {
             Place::Named { name, .. } => name,
             Place::Path(path) => path,
+            Place::Names { .. } => "",
         }
     }
 
@@ -49,11 +53,44 @@ impl Place {
                 dir: Some(dir),
             } => (absolute(Some(name), Path::new(dir), "dir")?, name),
             Place::Named { name, dir: None } => (default_dir(Some(name))?, name),
+            Place::Names { .. } => {
+                let text = "names made at each call have no single file".to_owned();
+                return Err(Error::other(ErrorKind::Config, About::NOTHING, text));
+            }
         };
         let mut path = dir.join(file);
         path.as_mut_os_string().push(".lock");
         Ok(path)
     }
+}
+
+/// The directory of `name`'s file for a lock of `place`.
+pub(crate) fn dir_of(place: &Place, name: &str) -> Result<&'static Path, Error> {
+    match *place {
+        Place::Named { dir: Some(dir), .. } | Place::Names { dir: Some(dir) } => {
+            absolute(Some(name), Path::new(dir), "dir")
+        }
+        _ => default_dir(Some(name)),
+    }
+}
+
+/// Calls `with` on `DIR/NAME.lock`, made on the stack when it fits.
+pub(crate) fn with_file<T>(dir: &Path, name: &str, with: impl FnOnce(&Path) -> T) -> T {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = dir.as_os_str().as_bytes();
+    let mut buf = [0u8; 512];
+    let len = dir.len() + 1 + name.len() + ".lock".len();
+    if len > buf.len() {
+        let mut path = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
+        path.as_mut_os_string().push(".lock");
+        return with(&path);
+    }
+    let mut at = 0;
+    for part in [dir, b"/", name.as_bytes(), b".lock"] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    with(Path::new(std::ffi::OsStr::from_bytes(&buf[..len])))
 }
 
 fn absolute<'p>(name: Option<&str>, path: &'p Path, option: &str) -> Result<&'p Path, Error> {

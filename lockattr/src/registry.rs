@@ -104,6 +104,13 @@ impl Slot {
         }
     }
 
+    /// The one global order in which several locks are taken, so that two
+    /// callers naming the same locks in different orders cannot deadlock:
+    /// by path, or by advisory key.
+    pub(crate) fn order(&self, other: &Slot) -> std::cmp::Ordering {
+        self.target.order(&other.target)
+    }
+
     pub(crate) fn inherited(&self) -> bool {
         self.pid != process::pid()
     }
