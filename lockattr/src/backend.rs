@@ -334,7 +334,7 @@ impl Handle {
     /// Says loudly that the lock was lost while held (once).
     pub(crate) fn report_lost(&self, target: &Target, name: Option<&str>, lost: Lost) {
         match self {
-            Handle::File(_) => crate::report::lost(name, target.location(), lost),
+            Handle::File(_) => crate::messages::lost(name, target.location(), lost),
             #[cfg(feature = "postgres")]
             Handle::Advisory(session) => session.report_loss(),
         }

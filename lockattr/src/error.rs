@@ -400,11 +400,6 @@ impl fmt::Display for Error {
     }
 }
 
-/// How a message names a lock, as errors do.
-pub(crate) fn describe(about: About<'_>) -> String {
-    let err = Error::new(ErrorKind::Config, about, Detail::Text(String::new()));
-    Lock(&err).to_string()
-}
 
 /// How a message names the lock: `lock "x" (/run/lock/x.lock)`, `lock file
 /// /abs/x.lock`, `lock "x" (PostgreSQL advisory key 42 on db:5432/locks)`.

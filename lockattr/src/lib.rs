@@ -176,7 +176,7 @@ mod process;
 #[cfg(unix)]
 mod registry;
 #[cfg(unix)]
-mod report;
+mod messages;
 #[cfg(unix)]
 mod template;
 #[cfg(unix)]
@@ -196,6 +196,8 @@ pub mod __private {
 pub use error::{Error, ErrorKind, Holder};
 #[cfg(unix)]
 pub use exit::{EXIT_BUSY, exit_code};
+#[cfg(unix)]
+pub use messages::{Message, Messages, set_messages};
 #[cfg(unix)]
 pub use lock::{Guard, Hold, Lock, close_idle, lock_path};
 #[doc(inline)]

@@ -34,7 +34,7 @@ pub trait Outcome: Sized {
 #[diagnostic::do_not_recommend]
 impl Outcome for () {
     fn busy(err: Error) {
-        crate::report::busy(&err);
+        crate::messages::busy(&err);
     }
 
     #[track_caller]

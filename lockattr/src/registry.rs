@@ -14,6 +14,7 @@ use crate::error::{About, Error, ErrorKind, Holder};
 use crate::file::{self, Identity, LockMode, Try};
 use crate::holder::HolderId;
 use crate::process;
+use crate::wait::Waiting;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::{BuildHasherDefault, DefaultHasher};
@@ -60,6 +61,8 @@ struct State {
     failure: Option<Error>,
     /// How many callers are waiting in this slot.
     waiters: usize,
+    /// A waiter said that it waits (once per lock while it is waited for).
+    noticed: bool,
     /// How many of them sleep on the condvar (a wake-up is a system call).
     sleepers: usize,
     /// Async waiters to wake when the slot changes.
@@ -74,17 +77,12 @@ pub(crate) enum OnBusy {
     /// Wait in the slot until `deadline`; a helper thread waits in the
     /// backend.
     Wait(Option<Instant>),
-    /// Block in the backend on this very thread (a sync wait without a
-    /// deadline: the cheapest hand-off, one wake-up).
-    Block,
 }
 
 /// What one look at the slot found.
 pub(crate) enum Step {
     Held,
     Wait,
-    /// Block in the backend with this handle, then look again.
-    Block(Handle),
 }
 
 impl Slot {
@@ -95,6 +93,24 @@ impl Slot {
 
     pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// Where the lock is, for messages: its file, or its key on a server.
+    pub(crate) fn place(&self) -> String {
+        match self.target.location() {
+            crate::error::LocationRef::File(path) => path.display().to_string(),
+            crate::error::LocationRef::Advisory { server, key } => {
+                format!("PostgreSQL advisory key {key} on {server}")
+            }
+        }
+    }
+
+    /// Whether a waiter that has waited a second should say so: the first
+    /// to ask while the lock is being waited for. Once every waiter has
+    /// gone, the next wait may say so again.
+    pub(crate) fn first_notice(&self) -> bool {
+        let mut st = self.state();
+        !std::mem::replace(&mut st.noticed, true)
     }
 
     pub(crate) fn about(&self) -> About<'_> {
@@ -134,44 +150,37 @@ impl Slot {
     }
 
     /// Blocks the calling thread until `holder` has the lock, or `deadline`
-    /// passes (busy). `arm` runs before each actual wait (the first time is
-    /// what counts). The caller must be counted in with
-    /// [`Slot::set_waiting`].
+    /// passes (busy), saying the notice of `waiting` when it is due. The
+    /// caller must be counted in with [`Slot::set_waiting`] (`waiting`
+    /// does that).
     pub(crate) fn wait_blocking(
         &'static self,
         mode: LockMode,
         holder: HolderId,
         deadline: Option<Instant>,
-        arm: &mut dyn FnMut(),
+        waiting: &mut Waiting,
     ) -> Result<(), Error> {
-        let on_busy = match deadline {
-            Some(_) => OnBusy::Wait(deadline),
-            None => OnBusy::Block,
-        };
         let mut st = self.state();
         loop {
             // Step and sleep under one mutex guard, so no wake-up is lost.
-            match self.step(&mut st, mode, holder, on_busy)? {
-                Step::Held => return Ok(()),
-                Step::Block(handle) => {
-                    drop(st);
-                    arm();
-                    self.backend_wait(mode, handle, None);
-                    st = self.state();
-                    continue;
-                }
-                Step::Wait => {}
+            if let Step::Held = self.step(&mut st, mode, holder, OnBusy::Wait(deadline))? {
+                return Ok(());
             }
             let now = Instant::now();
             if deadline.is_some_and(|deadline| now >= deadline) {
                 drop(st);
                 return Err(self.busy());
             }
-            arm(); // the timer never takes the slot's mutex while it holds its own
+            if waiting.notice_at().is_some_and(|at| now >= at) {
+                drop(st);
+                waiting.say_notice();
+                st = self.state();
+                continue; // look again: the slot may have changed meanwhile
+            }
             st.sleepers += 1;
-            st = match deadline {
-                Some(deadline) => {
-                    let woken = self.changed.wait_timeout(st, deadline - now);
+            st = match [deadline, waiting.notice_at()].into_iter().flatten().min() {
+                Some(until) => {
+                    let woken = self.changed.wait_timeout(st, until - now);
                     woken.unwrap_or_else(PoisonError::into_inner).0
                 }
                 None => self
@@ -296,11 +305,6 @@ impl Slot {
                         return match on_busy {
                             OnBusy::Fail => Err(Error::busy(self.about(), Holder::Unknown)),
                             OnBusy::Wait(deadline) => self.start_backend_wait(st, mode, deadline),
-                            OnBusy::Block => {
-                                let handle = st.handle.take().expect("opened above");
-                                st.in_flight = Some(handle.in_flight());
-                                Ok(Step::Block(handle))
-                            }
                         };
                     }
                 }
@@ -414,11 +418,12 @@ impl Slot {
             st.waiters += 1;
         } else {
             st.waiters -= 1;
-            if st.waiters == 0
-                && let Some(in_flight) = &st.in_flight
-            {
-                // Nobody wants what the backend wait would bring.
-                in_flight.cancel();
+            if st.waiters == 0 {
+                st.noticed = false;
+                if let Some(in_flight) = &st.in_flight {
+                    // Nobody wants what the backend wait would bring.
+                    in_flight.cancel();
+                }
             }
             st.unpark_if_unwanted();
         }
@@ -491,7 +496,7 @@ impl Slot {
     fn busy_or_wait(&self, on_busy: OnBusy, holder: Holder) -> Result<Step, Error> {
         match on_busy {
             OnBusy::Fail => Err(Error::busy(self.about(), holder)),
-            OnBusy::Wait(_) | OnBusy::Block => Ok(Step::Wait),
+            OnBusy::Wait(_) => Ok(Step::Wait),
         }
     }
 

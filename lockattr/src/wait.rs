@@ -1,26 +1,25 @@
 //! Waiting: `wait` and `wait = "DUR"`, for threads and for async tasks.
 //!
-//! The kernel side (a thread blocked in flock(2): the waiter itself for an
-//! untimed sync wait, else one helper per busy lock file) lives in the
-//! registry; here are the waiters' deadlines, the "still waiting" notice, and
-//! the one timer thread that wakes async waiters and prints notices on time
-//! without an async runtime.
+//! The backend side (one helper thread per busy lock waits in flock(2) or
+//! in the database) lives in the registry; here are the waiters'
+//! deadlines, the "still waiting" notice, and the one timer thread that
+//! wakes async waiters on time without an async runtime.
 
 use crate::error::Error;
 use crate::file::LockMode;
 use crate::holder::HolderId;
+use crate::messages;
 use crate::registry::{Slot, Step};
-use crate::report;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// How long a wait goes on before it says so on stderr, as Cargo's
-/// "Blocking waiting for file lock" does.
+/// How long a wait goes on before it says so, as Cargo's "Blocking waiting
+/// for file lock" does.
 const NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long to wait when the lock is busy.
@@ -31,77 +30,59 @@ pub(crate) enum Wait {
     For(Duration),
 }
 
-/// Counts a waiter in its slot for as long as it lives, and, once the wait
-/// really has to wait, has the timer print the "still waiting" notice if it
-/// lasts. An uncontended `wait` call never gets that far, so it allocates
-/// nothing and queues no alarm.
-struct Waiting {
+/// Counts a waiter in its slot for as long as it lives, and knows when the
+/// "still waiting" notice is due. The notice is said by the waiting thread
+/// itself (or the thread polling the waiting task), so that it reaches the
+/// subscriber, or the test's captured output, of whoever waits; and once
+/// per lock per process, however many wait. An uncontended `wait` call
+/// allocates nothing.
+pub(crate) struct Waiting {
     slot: &'static Slot,
     limit: Option<Duration>,
     start: Instant,
-    notice: Option<(Arc<Notice>, Alarm)>,
+    /// When the notice is due; `None` once said, or when the wait must end
+    /// before it would be.
+    notice_at: Option<Instant>,
 }
 
 impl Waiting {
     fn new(slot: &'static Slot, limit: Option<Duration>) -> Waiting {
         slot.set_waiting(true);
         let start = Instant::now();
+        let notice_at = match limit {
+            Some(limit) if limit <= NOTICE_AFTER => None,
+            _ => start.checked_add(NOTICE_AFTER),
+        };
         Waiting {
             slot,
             limit,
             start,
-            notice: None,
+            notice_at,
         }
     }
 
-    /// Schedules the notice, once. A wait that must end before the notice
-    /// would be due never schedules it.
-    fn arm(&mut self) {
-        if self.notice.is_some() || self.limit.is_some_and(|limit| limit <= NOTICE_AFTER) {
-            return;
+    /// When the notice is due, if it has not been said.
+    pub(crate) fn notice_at(&self) -> Option<Instant> {
+        self.notice_at
+    }
+
+    /// Says the notice, unless another waiter of this lock did. Never under
+    /// the slot's mutex: looking up the holder can take milliseconds.
+    pub(crate) fn say_notice(&mut self) {
+        self.notice_at = None;
+        if self.slot.first_notice() {
+            let holder = self.slot.holder_now();
+            let place = self.slot.place();
+            messages::waiting(self.slot.name(), &place, &holder, self.limit);
         }
-        let (slot, limit) = (self.slot, self.limit);
-        let notice = Arc::new(Notice {
-            slot,
-            limit,
-            done: AtomicBool::new(false),
-        });
-        let alarm = wake_at(self.start + NOTICE_AFTER, Waker::from(Arc::clone(&notice)));
-        self.notice = Some((notice, alarm));
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some((notice, _)) = &self.notice {
-            notice.done.store(true, Ordering::Relaxed);
-        }
-        // Also when cancelled: withdraw, so a lock the kernel grants later is
-        // let go at once instead of being kept for nobody.
+        // Also when cancelled: withdraw, so a lock the backend grants later
+        // is let go at once instead of being kept for nobody.
         self.slot.set_waiting(false);
-    }
-}
-
-/// The one line a long wait prints, from the timer thread, so that a thread
-/// blocked in flock(2) needs nobody to wake it for that.
-struct Notice {
-    slot: &'static Slot,
-    limit: Option<Duration>,
-    done: AtomicBool,
-}
-
-impl Wake for Notice {
-    fn wake(self: Arc<Self>) {
-        if self.done.load(Ordering::Relaxed) {
-            return;
-        }
-        let holder = self.slot.holder_now();
-        let what = crate::error::describe(self.slot.about());
-        let until = match self.limit {
-            Some(limit) => format!("will wait up to {}", Human(limit)),
-            None => "waiting until it is free".to_owned(),
-        };
-        report::waiting(&what, &holder, &until);
     }
 }
 
@@ -120,24 +101,7 @@ pub(crate) fn acquire_blocking(
     let mut waiting = Waiting::new(slot, limit);
     // A limit too long for `Instant` is no limit.
     let deadline = limit.and_then(|limit| waiting.start.checked_add(limit));
-    slot.wait_blocking(mode, holder, deadline, &mut || waiting.arm())
-}
-
-/// A duration as the attribute spells it: `250ms`, `30s`, `5m`, `1h`.
-struct Human(Duration);
-
-impl std::fmt::Display for Human {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0.as_millis();
-        match ms {
-            _ if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) => {
-                write!(f, "{}h", ms / 3_600_000)
-            }
-            _ if ms >= 60_000 && ms.is_multiple_of(60_000) => write!(f, "{}m", ms / 60_000),
-            _ if ms >= 1_000 && ms.is_multiple_of(1_000) => write!(f, "{}s", ms / 1_000),
-            _ => write!(f, "{ms}ms"),
-        }
-    }
+    slot.wait_blocking(mode, holder, deadline, &mut waiting)
 }
 
 /// The future of an async acquisition. It never blocks the thread that polls
@@ -154,8 +118,8 @@ pub(crate) struct AcquireAsync {
 struct Started {
     waiting: Waiting,
     deadline: Option<Instant>,
-    /// The timer's wake-up at the deadline, once asked for.
-    alarm: Option<Alarm>,
+    /// The timer's wake-up, at the deadline or the notice, once asked for.
+    alarm: Option<(Instant, Alarm)>,
 }
 
 impl AcquireAsync {
@@ -180,12 +144,14 @@ impl Future for AcquireAsync {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let started = this.started.get_or_insert_with(|| Started {
-            waiting: Waiting::new(this.slot, this.limit),
-            deadline: this
-                .limit
-                .and_then(|limit| Instant::now().checked_add(limit)),
-            alarm: None,
+        let started = this.started.get_or_insert_with(|| {
+            let waiting = Waiting::new(this.slot, this.limit);
+            let deadline = this.limit.and_then(|limit| waiting.start.checked_add(limit));
+            Started {
+                waiting,
+                deadline,
+                alarm: None,
+            }
         });
         let deadline = started.deadline;
         let outcome = match this
@@ -194,11 +160,16 @@ impl Future for AcquireAsync {
         {
             Ok(Step::Held) => Ok(()),
             Err(err) => Err(err),
-            Ok(_) if started.deadline.is_some_and(|d| Instant::now() >= d) => Err(this.slot.busy()),
+            Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(this.slot.busy()),
             Ok(_) => {
-                started.waiting.arm();
-                if let Some(deadline) = started.deadline.filter(|_| started.alarm.is_none()) {
-                    started.alarm = Some(wake_at(deadline, cx.waker().clone()));
+                if started.waiting.notice_at().is_some_and(|at| Instant::now() >= at) {
+                    started.waiting.say_notice();
+                }
+                let next = [deadline, started.waiting.notice_at()].into_iter().flatten().min();
+                if let Some(next) = next
+                    && started.alarm.as_ref().is_none_or(|(at, _)| *at != next)
+                {
+                    started.alarm = Some((next, wake_at(next, cx.waker().clone())));
                 }
                 return Poll::Pending;
             }
@@ -208,8 +179,8 @@ impl Future for AcquireAsync {
     }
 }
 
-/// The timer thread: wakes async waiters at their deadlines and prints the
-/// long-wait notice, so waiting needs no async runtime. One thread for the
+/// The timer thread: wakes async waiters at their deadlines and when their
+/// notice is due, so waiting needs no async runtime. One thread for the
 /// whole process, started by the first wait. An alarm is withdrawn when its
 /// wait ends, so waits that end early leave nothing queued.
 struct Timer {

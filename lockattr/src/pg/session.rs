@@ -6,7 +6,7 @@ use super::{HEARTBEAT, Server, application_name, describe, first_value, key_part
 use crate::error::{About, Error, ErrorKind};
 use crate::file::{LockMode, Try};
 use crate::process;
-use crate::report;
+use crate::messages;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -42,7 +42,7 @@ impl Flags {
                 server: &self.label,
                 key: self.key,
             };
-            report::lost(self.name.as_deref(), at, crate::backend::Lost::Session);
+            messages::lost(self.name.as_deref(), at, crate::backend::Lost::Session);
         }
     }
 }
