@@ -5,6 +5,7 @@
 //! cargo run --example pipeline -- demo      # both at once: deploy is refused
 //! cargo run --example pipeline -- build     # in one terminal...
 //! cargo run --example pipeline -- deploy    # ...and this in another
+//! cargo run --example pipeline -- status    # who holds it, without taking it
 //! ```
 
 use lockattr::{LockName, exclusive};
@@ -50,6 +51,21 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Who holds the lock, without taking it (so it never makes a real command
+/// fail, and never creates the lock file).
+fn status() -> Result<(), lockattr::Error> {
+    let holders = lockattr::Lock::new(BUILD_DEPLOY).holders()?;
+    match holders.as_slice() {
+        [] => println!("{}: free", BUILD_DEPLOY),
+        holders => {
+            for holder in holders {
+                println!("{}: held by {holder}", BUILD_DEPLOY);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
     // `exit_code`: 0 when it ran, 75 when the lock was busy, 1 on failure,
@@ -62,11 +78,12 @@ fn main() -> ExitCode {
         "deploy" => lockattr::exit_code(deploy()),
         "deploy-when-free" => lockattr::exit_code(deploy_when_free()),
         "demo" => lockattr::exit_code(demo()),
+        "status" => lockattr::exit_code(status()),
         "lock-path" => lockattr::exit_code(
             lockattr::lock_path(BUILD_DEPLOY.as_str()).map(|p| println!("{}", p.display())),
         ),
         _ => {
-            eprintln!("usage: pipeline build|deploy|deploy-when-free|demo|lock-path");
+            eprintln!("usage: pipeline build|deploy|deploy-when-free|demo|status|lock-path");
             ExitCode::from(2)
         }
     }

@@ -202,7 +202,7 @@ impl Target {
     pub(crate) fn fencing_token(&self, name: Option<&str>, handle: &Handle) -> Result<u64, Error> {
         match handle {
             Handle::File(_) => Err(Error::other(
-                ErrorKind::Config,
+                ErrorKind::Unsupported,
                 self.about(name),
                 "a lock file has no fencing token: flock(2) gives no number that grows with \
                  every holder; fencing tokens come with locks on a PostgreSQL server \
@@ -228,6 +228,32 @@ impl Target {
             },
             #[cfg(feature = "postgres")]
             Target::Advisory { .. } => Ok(()),
+        }
+    }
+
+    /// Everyone who holds the lock now, without taking it, opening it, or
+    /// creating its file.
+    pub(crate) fn holders(&self, name: Option<&str>) -> Result<Vec<Holder>, Error> {
+        match self {
+            Target::File { c_path, .. } => {
+                let (identity, kind) = match file::identity_of(c_path) {
+                    None => return Ok(Vec::new()), // no file: nobody holds it
+                    Some(found) => found,
+                };
+                if kind != rustix::fs::FileType::RegularFile {
+                    return Err(file::not_regular(self.ctx(name), file::describe(kind)));
+                }
+                file::holders(identity).ok_or_else(|| {
+                    let text = "who holds a lock file cannot be seen without taking it: \
+                                /proc/locks is missing or unreadable here"
+                        .to_owned();
+                    Error::other(ErrorKind::Unsupported, self.about(name), text)
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Target::Advisory { server, key } => server
+                .holders(*key)
+                .map_err(|text| Error::other(ErrorKind::Io, self.about(name), text)),
         }
     }
 

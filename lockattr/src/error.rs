@@ -22,6 +22,9 @@ pub enum ErrorKind {
     /// request nested inside a shared hold of the same lock by the same
     /// holder, or a wait on a lock that this thread holds beneath the wait.
     WouldDeadlock,
+    /// This platform or backend cannot answer: who holds a lock without
+    /// `/proc/locks`, a fencing token for a lock file.
+    Unsupported,
     /// The configuration cannot work: a relative `LOCKATTR_DIR` or `dir`,
     /// a bad run-time lock name, or `LOCKATTR_URL` set in a binary that
     /// cannot honour it.
@@ -399,7 +402,6 @@ impl fmt::Display for Error {
         }
     }
 }
-
 
 /// How a message names the lock: `lock "x" (/run/lock/x.lock)`, `lock file
 /// /abs/x.lock`, `lock "x" (PostgreSQL advisory key 42 on db:5432/locks)`.

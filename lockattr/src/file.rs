@@ -395,9 +395,19 @@ pub(crate) fn identity_of_dir(dir: &Path) -> Option<Identity> {
     Some(Identity::of(&st))
 }
 
-/// Who holds a flock on the file with this identity, from `/proc/locks`.
-#[cfg(all(target_os = "linux", not(lockattr_portable)))]
+/// Who holds a flock on the file with this identity, for a busy message:
+/// the first holder listed, else why none is named.
 pub(crate) fn holder(identity: Identity) -> Holder {
+    match holders(identity) {
+        Some(holders) => holders.into_iter().next().unwrap_or(Holder::Unlisted),
+        None => Holder::Unknown,
+    }
+}
+
+/// Every process holding a flock on the file with this identity, from
+/// `/proc/locks`; `None` when it cannot be read.
+#[cfg(all(target_os = "linux", not(lockattr_portable)))]
+pub(crate) fn holders(identity: Identity) -> Option<Vec<Holder>> {
     let key = format!(
         "{:02x}:{:02x}:{}",
         rustix::fs::major(identity.dev as _),
@@ -407,27 +417,36 @@ pub(crate) fn holder(identity: Identity) -> Holder {
     // The kernel builds /proc/locks a piece per read and resumes by position,
     // so a lock released between two reads can shift the listing and hide
     // the holder's line: read in large pieces, and look twice.
+    let mut pids = Vec::new();
     for _ in 0..3 {
-        let Some(locks) = read_proc_locks() else {
-            return Holder::Unknown;
-        };
-        if let Some(pid) = find_flock_holder(&locks, &key) {
-            let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .ok()
-                .map(|comm| comm.trim_end().to_owned());
-            let uid = rustix::fs::stat(format!("/proc/{pid}"))
-                .ok()
-                .map(|st| st.st_uid);
-            return Holder::process(pid, command, uid);
+        pids = find_flock_holders(&read_proc_locks()?, &key);
+        if !pids.is_empty() {
+            break;
         }
     }
-    Holder::Unlisted
+    let me = crate::process::pid();
+    Some(
+        pids.into_iter()
+            .map(|pid| match pid {
+                _ if pid == me => Holder::ThisProcess { pid },
+                _ => {
+                    let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .ok()
+                        .map(|comm| comm.trim_end().to_owned());
+                    let uid = rustix::fs::stat(format!("/proc/{pid}"))
+                        .ok()
+                        .map(|st| st.st_uid);
+                    Holder::process(pid, command, uid)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Without `/proc/locks`, the kernel says busy and nothing more.
 #[cfg(not(all(target_os = "linux", not(lockattr_portable))))]
-pub(crate) fn holder(_identity: Identity) -> Holder {
-    Holder::Unknown
+pub(crate) fn holders(_identity: Identity) -> Option<Vec<Holder>> {
+    None
 }
 
 #[cfg(all(target_os = "linux", not(lockattr_portable)))]
@@ -458,15 +477,22 @@ fn read_proc_locks() -> Option<String> {
     not(all(target_os = "linux", not(lockattr_portable))),
     allow(dead_code)
 )]
-fn find_flock_holder(locks: &str, key: &str) -> Option<u32> {
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            // A holder outside our pid namespace is listed as pid 0.
-            [_, "FLOCK", _, _, pid, id, ..] if *id == key => pid.parse().ok().filter(|&p| p != 0),
-            _ => None,
-        }
-    })
+fn find_flock_holders(locks: &str, key: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                // A holder outside our pid namespace is listed as pid 0.
+                [_, "FLOCK", _, _, pid, id, ..] if *id == key => {
+                    pid.parse().ok().filter(|&p| p != 0)
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    pids.dedup();
+    pids
 }
 
 /// Repeats a system call interrupted by a signal.
@@ -481,7 +507,11 @@ fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
 
 #[cfg(test)]
 mod tests {
-    use super::find_flock_holder;
+    use super::find_flock_holders;
+
+    fn find_flock_holder(locks: &str, key: &str) -> Option<u32> {
+        find_flock_holders(locks, key).first().copied()
+    }
 
     #[test]
     fn proc_locks_lines() {

@@ -61,6 +61,22 @@ impl HolderId {
     }
 }
 
+/// Runs `f` with `holder` as this thread's current task, restoring the
+/// previous one after, also when `f` panics.
+pub(crate) fn acting_as<R>(holder: HolderId, f: impl FnOnce() -> R) -> R {
+    let _restore = Restore(TASK.replace(holder.0));
+    f()
+}
+
+/// Puts the previous current task back.
+struct Restore(u64);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        TASK.set(self.0);
+    }
+}
+
 /// Polls `fut` with `holder` as the current task, restoring the previous one
 /// after every poll, also when the poll panics.
 pub(crate) struct Scoped<F> {
@@ -78,12 +94,6 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        struct Restore(u64);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                TASK.set(self.0);
-            }
-        }
         let holder = self.holder;
         // SAFETY: `fut` is structurally pinned: it is never moved out of
         // `self`, and `Scoped` has no `Drop` impl and is not `Unpin` unless

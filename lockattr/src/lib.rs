@@ -162,6 +162,8 @@ mod file;
 mod holder;
 #[cfg(unix)]
 mod lock;
+#[cfg(unix)]
+mod messages;
 mod name;
 #[cfg(unix)]
 mod outcome;
@@ -175,8 +177,6 @@ mod private;
 mod process;
 #[cfg(unix)]
 mod registry;
-#[cfg(unix)]
-mod messages;
 #[cfg(unix)]
 mod template;
 #[cfg(unix)]
@@ -197,11 +197,11 @@ pub use error::{Error, ErrorKind, Holder};
 #[cfg(unix)]
 pub use exit::{EXIT_BUSY, exit_code};
 #[cfg(unix)]
-pub use messages::{Message, Messages, set_messages};
-#[cfg(unix)]
-pub use lock::{Guard, Hold, Lock, close_idle, lock_path};
+pub use lock::{AsyncGuard, Guard, Hold, Lent, Lock, close_idle, lend, lock_path};
 #[doc(inline)]
 pub use lockattr_macros::exclusive;
+#[cfg(unix)]
+pub use messages::{Message, Messages, set_messages};
 pub use name::{LockName, NameError};
 #[cfg(all(unix, feature = "postgres"))]
 pub use pg::advisory_key;

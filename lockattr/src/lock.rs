@@ -5,10 +5,12 @@ use crate::backend::{self, Backend};
 use crate::error::{self, Error, ErrorKind};
 use crate::file::{self, LockMode};
 use crate::holder::HolderId;
+use crate::holder::Scoped;
 use crate::name::{self, LockName};
 use crate::place::{self, Place};
 use crate::registry::{self, Slot};
-use crate::wait::{self, Wait};
+use crate::wait::{self, AcquireAsync, Wait};
+use std::future::Future;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,34 @@ impl Lock {
         self.place.resolve()
     }
 
+    /// Who holds this lock now, without taking it: empty when nobody does.
+    /// For a `status` command, which must not make a real command fail by
+    /// taking the lock to look, nor create a missing lock file. It opens
+    /// no descriptor on the lock file (it reads `/proc/locks`; on a
+    /// PostgreSQL server, `pg_locks`). Several holders for a shared lock;
+    /// [`Holder::ThisProcess`](crate::Holder::ThisProcess) for this one.
+    ///
+    /// ```
+    /// # let _dir = lockattr::__private::doc_dir();
+    /// use lockattr::{Lock, LockName};
+    ///
+    /// const DEPLOY: Lock = Lock::new(LockName::new("doc-status"));
+    /// assert!(DEPLOY.holders()?.is_empty());
+    /// let _held = DEPLOY.acquire()?;
+    /// let holders = DEPLOY.holders()?;
+    /// assert_eq!(holders[0].pid(), Some(std::process::id()));
+    /// # Ok::<(), lockattr::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Unsupported`] where holders cannot be seen (no
+    /// `/proc/locks`); [`ErrorKind::NotRegularFile`] when something else
+    /// stands at the path; a failure to ask the server.
+    pub fn holders(&self) -> Result<Vec<crate::Holder>, Error> {
+        self.slot()?.holders()
+    }
+
     /// Whether the caller (this thread, or the `#[exclusive]` task being
     /// polled) holds this lock and still has it: for a lock file, that the
     /// path still names the file it locked; for a PostgreSQL lock, that its
@@ -163,13 +193,77 @@ impl Lock {
     }
 
     /// Takes the lock for this thread, or for the `#[exclusive]` task being
-    /// polled, waiting as the lock says.
+    /// polled, waiting as the lock says. The guard belongs to the thread
+    /// (it is not `Send`); in async code use [`Lock::acquire_async`].
     pub fn acquire(&self) -> Result<Guard, Error> {
         let hold = self.take(self.slot()?, HolderId::current())?;
         Ok(Guard {
             hold,
             _thread: PhantomData,
         })
+    }
+
+    /// Takes the lock for the current task, waiting as the lock says
+    /// without blocking the thread that polls it: the async counterpart of
+    /// [`Lock::acquire`], which the attribute on an `async fn` uses too.
+    /// The guard is `Send`, so it can be held across `.await` in a spawned
+    /// task. Dropping the future before it completes withdraws from the
+    /// wait (cancellation-safe): no lock is kept for nobody.
+    ///
+    /// The holder is the enclosing `#[exclusive]` task if there is one, else
+    /// a new one. Nested `#[exclusive]` calls re-enter only when polled as
+    /// that holder: run them inside [`AsyncGuard::scope`].
+    ///
+    /// ```
+    /// # let _dir = lockattr::__private::doc_dir();
+    /// use lockattr::{Lock, LockName};
+    ///
+    /// const DEPLOY: Lock = Lock::new(LockName::new("doc-async")).wait();
+    ///
+    /// #[lockattr::exclusive("doc-async", wait)]
+    /// async fn step() -> Result<u32, lockattr::Error> {
+    ///     Ok(1)
+    /// }
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let task = tokio::spawn(async {
+    ///     let guard = DEPLOY.acquire_async().await?;
+    ///     tokio::task::yield_now().await; // held across `.await`
+    ///     guard.scope(step()).await // nested: re-enters
+    /// });
+    /// assert_eq!(task.await.unwrap()?, 1);
+    /// # Ok::<(), lockattr::Error>(())
+    /// # })?;
+    /// # Ok::<(), lockattr::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::acquire`].
+    pub fn acquire_async(
+        &self,
+    ) -> impl Future<Output = Result<AsyncGuard, Error>> + Send + 'static {
+        let lock = *self;
+        async move {
+            let holder = HolderId::for_task();
+            let hold = lock.take_async(lock.slot()?, holder).await?;
+            Ok(AsyncGuard { hold })
+        }
+    }
+
+    /// Takes `slot` for `holder` as an async task, as `self.wait` says.
+    pub(crate) async fn take_async(
+        &self,
+        slot: &'static Slot,
+        holder: HolderId,
+    ) -> Result<Hold, Error> {
+        match self.wait {
+            Wait::No => slot.try_now(self.mode, holder)?,
+            Wait::Forever => AcquireAsync::new(slot, self.mode, None, holder).await?,
+            Wait::For(limit) => AcquireAsync::new(slot, self.mode, Some(limit), holder).await?,
+        }
+        Ok(Hold::one(slot, holder))
     }
 
     /// The registry's slot for this lock, on the process's backend.
@@ -328,6 +422,94 @@ impl Guard {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard").field("path", &self.path()).finish()
+    }
+}
+
+/// Holds a lock taken by [`Lock::acquire_async`] until dropped. Unlike
+/// [`Guard`] it is `Send`: its holder is a task, not a thread.
+#[must_use = "the lock is released when the guard drops"]
+pub struct AsyncGuard {
+    hold: Hold,
+}
+
+impl AsyncGuard {
+    /// Polls `fut` as this guard's holder, so that `#[exclusive]` calls
+    /// inside it re-enter the lock instead of finding it busy (what the
+    /// attribute does for an `async fn`'s body).
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        Scoped::new(self.hold.holder, fut)
+    }
+
+    /// The lock file; `None` for a lock on a PostgreSQL server.
+    pub fn path(&self) -> Option<&Path> {
+        self.hold.slot.path()
+    }
+
+    /// Whether this guard's lock is still held (see [`Lock::still_held`]).
+    ///
+    /// # Errors
+    ///
+    /// When the question cannot be answered.
+    pub fn still_held(&self) -> Result<bool, Error> {
+        self.hold.slot.still_held(self.hold.holder)
+    }
+
+    /// The fencing token of this hold (see [`Lock::fencing_token`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::fencing_token`].
+    pub fn fencing_token(&self) -> Result<u64, Error> {
+        self.hold.slot.fencing_token(self.hold.holder)
+    }
+}
+
+impl std::fmt::Debug for AsyncGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncGuard")
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+/// The caller's hold, lent to threads it starts: code run through
+/// [`Lent::run`] acts as the caller, so an `#[exclusive]` call there
+/// re-enters the caller's locks instead of finding them busy (or, with
+/// `wait`, waiting for the caller forever), as the branches of a `join!`
+/// share an async task's. For threads that end before the hold does:
+/// `std::thread::scope`, `rayon::scope`.
+///
+/// ```
+/// # let _dir = lockattr::__private::doc_dir();
+/// #[lockattr::exclusive("doc-build")]
+/// fn build() -> Result<(), lockattr::Error> {
+///     let lent = lockattr::lend();
+///     std::thread::scope(|scope| {
+///         let steps: Vec<_> = (0..4).map(|_| scope.spawn(|| lent.run(compile))).collect();
+///         steps.into_iter().try_for_each(|step| step.join().unwrap())
+///     })
+/// }
+///
+/// #[lockattr::exclusive("doc-build")]
+/// fn compile() -> Result<(), lockattr::Error> {
+///     Ok(()) // re-enters `build`'s hold
+/// }
+///
+/// build()?;
+/// # Ok::<(), lockattr::Error>(())
+/// ```
+pub fn lend() -> Lent {
+    Lent(HolderId::current())
+}
+
+/// The caller's hold, lent to other threads; see [`lend`].
+#[derive(Clone, Copy, Debug)]
+pub struct Lent(HolderId);
+
+impl Lent {
+    /// Runs `f` on this thread as the lender.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        crate::holder::acting_as(self.0, f)
     }
 }
 

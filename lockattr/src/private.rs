@@ -105,18 +105,7 @@ impl TestName {
 /// blocks the executor.
 pub async fn enter_async(site: &'static Site, lock: &'static Lock) -> Result<Hold, Error> {
     let holder = HolderId::for_task();
-    let slot = site.slot(lock)?;
-    let limit = match lock.wait {
-        Wait::No => None,
-        Wait::Forever => None,
-        Wait::For(limit) => Some(limit),
-    };
-    if lock.wait == Wait::No {
-        slot.try_now(lock.mode, holder)?;
-    } else {
-        AcquireAsync::new(slot, lock.mode, limit, holder).await?;
-    }
-    Ok(Hold::one(slot, holder))
+    lock.take_async(site.slot(lock)?, holder).await
 }
 
 /// Runs an async body as the task that holds `hold`.

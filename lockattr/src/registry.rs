@@ -241,6 +241,11 @@ impl Slot {
         self.target.holder(identity)
     }
 
+    /// Everyone who holds the lock now, without taking it.
+    pub(crate) fn holders(&self) -> Result<Vec<Holder>, Error> {
+        self.target.holders(self.name())
+    }
+
     /// A busy error from `step` names no holder yet: look it up now, out of
     /// the mutex.
     fn name_holder(&self, err: Error) -> Error {

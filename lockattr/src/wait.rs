@@ -146,7 +146,9 @@ impl Future for AcquireAsync {
         let this = &mut *self;
         let started = this.started.get_or_insert_with(|| {
             let waiting = Waiting::new(this.slot, this.limit);
-            let deadline = this.limit.and_then(|limit| waiting.start.checked_add(limit));
+            let deadline = this
+                .limit
+                .and_then(|limit| waiting.start.checked_add(limit));
             Started {
                 waiting,
                 deadline,
@@ -162,10 +164,17 @@ impl Future for AcquireAsync {
             Err(err) => Err(err),
             Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => Err(this.slot.busy()),
             Ok(_) => {
-                if started.waiting.notice_at().is_some_and(|at| Instant::now() >= at) {
+                if started
+                    .waiting
+                    .notice_at()
+                    .is_some_and(|at| Instant::now() >= at)
+                {
                     started.waiting.say_notice();
                 }
-                let next = [deadline, started.waiting.notice_at()].into_iter().flatten().min();
+                let next = [deadline, started.waiting.notice_at()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 if let Some(next) = next
                     && started.alarm.as_ref().is_none_or(|(at, _)| *at != next)
                 {

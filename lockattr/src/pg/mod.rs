@@ -277,9 +277,18 @@ impl Server {
         Ok(())
     }
 
-    /// Who holds `key`: from `pg_locks` and `pg_stat_activity`, on the
-    /// monitor connection (a lock session may be busy waiting).
+    /// Who holds `key`, for a busy message: the first holder, else why
+    /// none is named.
     pub(crate) fn holder(&'static self, key: i64) -> Holder {
+        match self.holders(key) {
+            Ok(holders) => holders.into_iter().next().unwrap_or(Holder::Unlisted),
+            Err(_) => Holder::Unknown,
+        }
+    }
+
+    /// Every session holding `key`: from `pg_locks` and `pg_stat_activity`,
+    /// on the monitor connection (a lock session may be busy waiting).
+    pub(crate) fn holders(&'static self, key: i64) -> Result<Vec<Holder>, String> {
         let (classid, objid) = key_parts(key);
         let sql = format!(
             "SELECT a.pid::text, coalesce(a.application_name, ''), \
@@ -288,28 +297,26 @@ impl Server {
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
              AND l.classid = {classid} AND l.objid = {objid} \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             LIMIT 1"
+             ORDER BY a.backend_start"
         );
-        let looked_up = runtime::block_on(async move {
+        let rows = runtime::block_on(async move {
             let monitor = self.monitor().await?;
-            let rows = monitor
+            monitor
                 .simple_query(&sql)
                 .await
-                .map_err(|err| describe(&err))?;
-            Ok::<_, String>(rows.into_iter().find_map(|message| match message {
+                .map_err(|err| describe(&err))
+        })??;
+        Ok(rows
+            .into_iter()
+            .filter_map(|message| match message {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some([0, 1, 2, 3].map(|i| row.get(i).unwrap_or_default().to_owned()))
+                    let [backend_pid, application, address, user] =
+                        [0, 1, 2, 3].map(|i| row.get(i).unwrap_or_default().to_owned());
+                    Some(session_holder(&backend_pid, application, address, user))
                 }
                 _ => None,
-            }))
-        });
-        match looked_up {
-            Ok(Ok(Some([backend_pid, application, address, user]))) => {
-                session_holder(&backend_pid, application, address, user)
-            }
-            Ok(Ok(None)) => Holder::Unlisted,
-            _ => Holder::Unknown,
-        }
+            })
+            .collect())
     }
 }
 

@@ -5,8 +5,8 @@
 use super::{HEARTBEAT, Server, application_name, describe, first_value, key_parts, runtime};
 use crate::error::{About, Error, ErrorKind};
 use crate::file::{LockMode, Try};
-use crate::process;
 use crate::messages;
+use crate::process;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
