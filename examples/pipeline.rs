@@ -6,6 +6,8 @@
 //! cargo run --example pipeline -- build     # in one terminal...
 //! cargo run --example pipeline -- deploy    # ...and this in another
 //! cargo run --example pipeline -- status    # who holds it, without taking it
+//! cargo run --example pipeline -- lock-path  # the file, for flock(1) in scripts
+//! cargo run --example pipeline -- advisory-key  # the key, for psql (LOCKATTR_URL)
 //! ```
 
 use lockattr::{LockName, exclusive};
@@ -79,6 +81,13 @@ fn main() -> ExitCode {
         "deploy-when-free" => lockattr::exit_code(deploy_when_free()),
         "demo" => lockattr::exit_code(demo()),
         "status" => lockattr::exit_code(status()),
+        // For psql users on the PostgreSQL backend: the same lock is
+        // `SELECT pg_advisory_lock(<key>)`.
+        #[cfg(feature = "postgres")]
+        "advisory-key" => {
+            println!("{}", lockattr::advisory_key(BUILD_DEPLOY.as_str()));
+            ExitCode::SUCCESS
+        }
         "lock-path" => lockattr::exit_code(
             lockattr::lock_path(BUILD_DEPLOY.as_str()).map(|p| println!("{}", p.display())),
         ),
