@@ -117,6 +117,14 @@ fn on_host(net: &Net, k: usize, role: &str) -> Kid {
     Kid::start(cmd)
 }
 
+/// 0 to 2 s (the heartbeat period), from the clock's nanoseconds.
+fn phase() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.subsec_nanos());
+    Duration::from_millis(u64::from(nanos) % 2_000)
+}
+
 fn seconds(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
 }
@@ -196,6 +204,9 @@ fn holder_learns_first(test: &str, cut: Cut) {
         a.expect("held true");
         let mut b = on_host(&net, 1, "wait");
         b.expect_stderr("waiting for");
+        // Cut at a random point of the holder's heartbeat period, which
+        // decides both times: otherwise every round cuts at the same one.
+        std::thread::sleep(phase());
 
         let before = Instant::now();
         net.cut(0, cut).expect("cut the link");
