@@ -103,7 +103,9 @@ fn network(test: &str, hosts: usize) -> Option<Net> {
     }
 }
 
-/// This test binary in `role` on host `k`, locking on the server.
+/// This test binary in `role` on host `k`, locking on the server. Each
+/// host has a lock directory of its own, as separate machines would: a
+/// lock that fell back to a local file would exclude nobody.
 fn on_host(net: &Net, k: usize, role: &str) -> Kid {
     let inner = spawn_role(role);
     let mut cmd: Command = net.command(k, Path::new(inner.get_program()));
@@ -113,7 +115,10 @@ fn on_host(net: &Net, k: usize, role: &str) -> Kid {
             cmd.env(key, value);
         }
     }
-    cmd.env("LOCKATTR_URL", &net.hosts[k].url);
+    let dir = common::lock_dir().join(&net.hosts[k].hostname);
+    std::fs::create_dir_all(&dir).expect("the host's lock directory");
+    cmd.env("LOCKATTR_URL", &net.hosts[k].url)
+        .env("LOCKATTR_DIR", dir);
     Kid::start(cmd)
 }
 
