@@ -161,17 +161,26 @@ fn runners_on_two_hosts_exclude_each_other() {
         .find_map(|line| line.strip_prefix("busy "))
         .unwrap_or_else(|| panic!("host {b_host} was not refused: {refused:?}"));
     assert!(busy.contains("PostgreSQL advisory key"), "{busy}");
-    assert!(busy.contains(&holder), "the busy error names {holder}: {busy}");
+    assert!(
+        busy.contains(&holder),
+        "the busy error names {holder}: {busy}"
+    );
 
     let mut b = on_host(&net, 1, "wait");
     let (notice, _) = b.expect_stderr("waiting for");
-    assert!(notice.contains(&holder), "the notice names {holder}: {notice}");
+    assert!(
+        notice.contains(&holder),
+        "the notice names {holder}: {notice}"
+    );
     b.silent_for("got", Duration::from_millis(200));
     a.send("release");
     a.end();
     let (token, _) = b.expect("got");
     let second: u64 = token.parse().expect("a fencing token");
-    assert!(second > first, "fencing tokens grow: {first}, then {second}");
+    assert!(
+        second > first,
+        "fencing tokens grow: {first}, then {second}"
+    );
     b.send("release");
     assert!(b.end().success());
 }
@@ -245,7 +254,11 @@ fn holder_learns_first(test: &str, cut: Cut) {
             seconds(freed),
             seconds(told)
         );
-        assert!(told <= TOLD_WITHIN, "{test}: holder told after {}", seconds(told));
+        assert!(
+            told <= TOLD_WITHIN,
+            "{test}: holder told after {}",
+            seconds(told)
+        );
         assert!(
             (FREED_NOT_BEFORE..=FREED_WITHIN).contains(&freed),
             "{test}: the lock moved {} after the cut; documented: 14 to 16 s",

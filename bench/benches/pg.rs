@@ -1,8 +1,9 @@
 //! Locks on a PostgreSQL server (issue 8): what a lock costs, and how fast
 //! it moves from one host to another, each against a baseline measured in
 //! the same run on the same server. `cargo bench -p lockattr-bench --bench
-//! pg [-- --quick | --rounds N]`, as root: the bench makes a private
-//! cluster in a network namespace of its own and two "hosts" (namespaces
+//! pg [-- --quick | --rounds N]` (`--rounds 0`: the speed table alone), as
+//! root: the bench makes a private cluster in a network namespace of its
+//! own and two "hosts" (namespaces
 //! linked to it by veth pairs, `tests/hosts/net.rs`), and runs every
 //! measured process on a host, this binary re-run with `--child`.
 //!
@@ -12,11 +13,15 @@
 //!   the baseline is a `SELECT 1` round trip on a tokio-postgres connection
 //!   from the same host to the same server, as lockattr's own. Best of the
 //!   rounds; every round starts each candidate in a fresh process, after a
-//!   warm-up that opens the connection.
+//!   warm-up that opens the connection. Information rows: the same
+//!   `SELECT 1` through a runtime thread of its own as lockattr's, and the
+//!   two statements of a try-lock and release sent from the caller's
+//!   thread, awaited one by one, pipelined as lockattr sends them, and
+//!   pipelined as prepared statements.
 //! - **Hand-off** (host 0 holds, host 1 waits): per round, the holder (raw
 //!   tokio-postgres, `pg_advisory_lock`) takes the key, the waiter starts
 //!   waiting, the holder polls `pg_locks` until the server lists the
-//!   waiter, pauses `--settle` (20 ms), reads CLOCK_MONOTONIC and unlocks;
+//!   waiter, pauses 20 ms, reads CLOCK_MONOTONIC and unlocks;
 //!   the waiter reads the same clock first thing once it has the lock. The
 //!   floor is a waiter blocked in a raw `SELECT pg_advisory_lock(key)`.
 //!   The waiters are interleaved round by round.
@@ -190,6 +195,57 @@ fn speed_child(what: &str, n: u32) -> f64 {
                 })
             })
         }
+        "raw-pipelined" => {
+            // lockattr's approach without its thread: the release is not
+            // awaited but goes out with the next call's try-lock.
+            let client = connect(&runtime);
+            let key = advisory_key(SPEED.as_str());
+            let (lock, unlock) = (
+                format!("SELECT pg_try_advisory_lock({key})"),
+                format!("SELECT pg_advisory_unlock({key})"),
+            );
+            let held = std::cell::Cell::new(false);
+            Box::new(move || {
+                let locked = runtime.block_on(async {
+                    if held.get() {
+                        tokio::join!(value(&client, &unlock), value(&client, &lock)).1
+                    } else {
+                        value(&client, &lock).await
+                    }
+                });
+                assert_eq!(locked, "t");
+                held.set(true);
+            })
+        }
+        "raw-prepared" => {
+            // The same with statements prepared once (extended protocol):
+            // the server parses and plans nothing per call.
+            let client = connect(&runtime);
+            let key = advisory_key(SPEED.as_str());
+            let (lock, unlock) = runtime.block_on(async {
+                let lock = client.prepare("SELECT pg_try_advisory_lock($1)").await;
+                let unlock = client.prepare("SELECT pg_advisory_unlock($1)").await;
+                (lock.expect("prepare"), unlock.expect("prepare"))
+            });
+            let held = std::cell::Cell::new(false);
+            Box::new(move || {
+                let key: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+                let locked: bool = runtime.block_on(async {
+                    let locked = if held.get() {
+                        let both = tokio::join!(
+                            client.query_one(&unlock, &key),
+                            client.query_one(&lock, &key)
+                        );
+                        both.1
+                    } else {
+                        client.query_one(&lock, &key).await
+                    };
+                    locked.expect("try-lock").get(0)
+                });
+                assert!(locked);
+                held.set(true);
+            })
+        }
         _ => panic!("unknown candidate {what}"),
     };
     for _ in 0..100 {
@@ -310,15 +366,21 @@ fn main() {
         machine()
     );
     speed(&net, quick);
-    handoff(&net, rounds);
+    if rounds > 0 {
+        handoff(&net, rounds);
+    }
     drop(net);
     let _ = std::fs::remove_dir_all(&parent);
 }
 
 fn server_version() -> String {
     let out = Command::new("psql").arg("--version").output();
-    out.map(|out| String::from_utf8_lossy(&out.stdout).trim().replace("psql (PostgreSQL) ", ""))
-        .unwrap_or_default()
+    out.map(|out| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .replace("psql (PostgreSQL) ", "")
+    })
+    .unwrap_or_default()
 }
 
 fn machine() -> String {
@@ -340,16 +402,37 @@ fn loadavg() -> String {
 fn speed(net: &net::Net, quick: bool) {
     let (rounds, n) = if quick { (2, 300) } else { (5, 2000) };
     let candidates = [
-        ("`SELECT 1`, tokio-postgres, awaited on the caller's thread", "select"),
-        ("`SELECT 1` on a runtime thread, the caller blocked on a channel", "select-thread"),
-        ("raw `pg_try_advisory_lock` + `pg_advisory_unlock`, each awaited", "raw-lock"),
-        ("#[exclusive] fn, repeated call (try-lock + release)", "lockattr"),
+        (
+            "`SELECT 1`, tokio-postgres, awaited on the caller's thread",
+            "select",
+        ),
+        (
+            "`SELECT 1` on a runtime thread, the caller blocked on a channel",
+            "select-thread",
+        ),
+        (
+            "raw `pg_try_advisory_lock` + `pg_advisory_unlock`, each awaited",
+            "raw-lock",
+        ),
+        (
+            "raw, the unlock sent with the next try-lock, on the caller's thread",
+            "raw-pipelined",
+        ),
+        ("the same with prepared statements", "raw-prepared"),
+        (
+            "#[exclusive] fn, repeated call (try-lock + release)",
+            "lockattr",
+        ),
     ];
-    let mut best = [f64::INFINITY; 4];
+    let mut best = [f64::INFINITY; 6];
     for round in 0..rounds {
         for i in 0..candidates.len() {
             let at = (round + i) % candidates.len();
-            let mut proc = Proc::start(on_host(net, 0, &["speed", candidates[at].1, &n.to_string()]));
+            let mut proc = Proc::start(on_host(
+                net,
+                0,
+                &["speed", candidates[at].1, &n.to_string()],
+            ));
             let ns: f64 = proc.expect("ns").parse().expect("ns per call");
             best[at] = best[at].min(ns);
         }
@@ -411,7 +494,9 @@ fn handoff(net: &net::Net, rounds: usize) {
          interleaved; released {settle} ms after the server listed the waiter; {took:.1?} in all"
     );
     println!();
-    println!("| waiter on another host | median | p90 | p99 | max | median / floor | goal (median) | result |");
+    println!(
+        "| waiter on another host | median | p90 | p99 | max | median / floor | goal (median) | result |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---|---|");
     let floor = {
         let mut xs = waiters[0].2.clone();
