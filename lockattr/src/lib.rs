@@ -123,9 +123,19 @@
 //! and 1 when it failed, so `tool build && tool deploy` stops after a
 //! skipped build. [`lock_path`] gives a script the lock file for `flock(1)`.
 //!
-//! `LOCKATTR_URL` (read once per process) is reserved for a network backend
-//! this release does not have: when it is set, every lock is an error rather
-//! than a silent fall back to a local file.
+//! # Many hosts
+//!
+//! Built with the `postgres` feature, a process whose `LOCKATTR_URL` (read
+//! once per process) is `postgres://...` takes PostgreSQL session advisory
+//! locks instead of files, so runners on different machines exclude each
+//! other through one server; the README's "Many hosts" says how, and what
+//! to watch for. A holder cut off from the server is told (a warning on
+//! stderr; [`Guard::still_held`] says false) within about 8 s, before the
+//! server lets another holder in, 14 to 16 s after the cut;
+//! [`Guard::fencing_token`] lets the protected system refuse a holder that
+//! has not noticed yet. When `LOCKATTR_URL` is set and this build cannot
+//! honour it, every lock is an error rather than a silent fall back to a
+//! local file.
 //!
 //! # Inside one process
 //!
