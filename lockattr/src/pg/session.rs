@@ -10,14 +10,32 @@ use crate::process;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
 
 pub(crate) struct Session {
     client: Arc<Client>,
     flags: Arc<Flags>,
     key: i64,
     server: &'static Server,
+    /// The try-lock and unlock statements, prepared once per session: a
+    /// prepared statement skips the server's parse and plan, which costs
+    /// as much as the round trip itself for statements this small.
+    statements: Arc<std::sync::OnceLock<Statements>>,
+}
+
+/// `[exclusive, shared]` each.
+struct Statements {
+    try_lock: [Statement; 2],
+    unlock: [Statement; 2],
+}
+
+fn index(mode: LockMode) -> usize {
+    match mode {
+        LockMode::Exclusive => 0,
+        LockMode::Shared => 1,
+    }
 }
 
 /// What the session's connection task and heartbeat share with it.
@@ -107,17 +125,48 @@ impl Session {
             flags,
             key,
             server,
+            statements: Arc::new(std::sync::OnceLock::new()),
         })
+    }
+
+    /// The statements, prepared on first use (four round trips, once per
+    /// session).
+    async fn statements(
+        client: &Client,
+        kept: &std::sync::OnceLock<Statements>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if kept.get().is_some() {
+            return Ok(());
+        }
+        let int8 = [Type::INT8];
+        let prepare = |sql| client.prepare_typed(sql, &int8);
+        let _ = kept.set(Statements {
+            try_lock: [
+                prepare("SELECT pg_try_advisory_lock($1)").await?,
+                prepare("SELECT pg_try_advisory_lock_shared($1)").await?,
+            ],
+            unlock: [
+                prepare("SELECT pg_advisory_unlock($1)").await?,
+                prepare("SELECT pg_advisory_unlock_shared($1)").await?,
+            ],
+        });
+        Ok(())
     }
 
     /// One round trip: `pg_try_advisory_lock[_shared]`.
     pub(crate) fn try_lock(&mut self, mode: LockMode, about: About<'_>) -> Result<Try, Error> {
-        let function = match mode {
-            LockMode::Exclusive => "pg_try_advisory_lock",
-            LockMode::Shared => "pg_try_advisory_lock_shared",
+        let (client, kept, key) = (self.client.clone(), self.statements.clone(), self.key);
+        let tried = runtime::block_on(async move {
+            Session::statements(&client, &kept).await?;
+            let statement = &kept.get().expect("prepared above").try_lock[index(mode)];
+            let row = client.query_one(statement, &[&key]).await?;
+            row.try_get::<_, bool>(0)
+        });
+        let locked = match tried {
+            Ok(Ok(locked)) => locked,
+            Ok(Err(err)) => return Err(self.failure(about, "lock", &describe(&err))),
+            Err(text) => return Err(self.failure(about, "lock", &text)),
         };
-        let sql = format!("SELECT {function}({})", self.key);
-        let locked = self.query(sql, about, "lock")? == "t";
         self.flags.held.store(locked, Ordering::SeqCst);
         Ok(if locked { Try::Locked } else { Try::Busy })
     }
@@ -168,16 +217,36 @@ impl Session {
     /// trip. If the server says we did not hold it, the lock had been lost.
     pub(crate) fn unlock(&mut self, mode: LockMode) {
         self.flags.held.store(false, Ordering::SeqCst);
-        let function = match mode {
-            LockMode::Exclusive => "pg_advisory_unlock",
-            LockMode::Shared => "pg_advisory_unlock_shared",
-        };
-        let sql = format!("SELECT {function}({})", self.key);
-        let (client, flags) = (self.client.clone(), self.flags.clone());
+        let (client, flags, kept, key) = (
+            self.client.clone(),
+            self.flags.clone(),
+            self.statements.clone(),
+            self.key,
+        );
         runtime::spawn(async move {
-            match client.simple_query(&sql).await {
-                Ok(rows) if first_value(&rows).as_deref() == Some("f") => flags.report_loss(),
-                _ => {}
+            // Prepared by the try-lock that took it, unless a blocking wait
+            // did; then the plain statement.
+            let unlocked = match kept.get() {
+                Some(statements) => client
+                    .query_one(&statements.unlock[index(mode)], &[&key])
+                    .await
+                    .and_then(|row| row.try_get::<_, bool>(0))
+                    .ok(),
+                None => {
+                    let function = match mode {
+                        LockMode::Exclusive => "pg_advisory_unlock",
+                        LockMode::Shared => "pg_advisory_unlock_shared",
+                    };
+                    let sql = format!("SELECT {function}({key})");
+                    client
+                        .simple_query(&sql)
+                        .await
+                        .ok()
+                        .map(|rows| first_value(&rows).as_deref() == Some("t"))
+                }
+            };
+            if unlocked == Some(false) {
+                flags.report_loss(); // we did not hold it: it had been lost
             }
         });
     }
