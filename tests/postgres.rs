@@ -1268,3 +1268,23 @@ fn the_pipeline_example_excludes_across_processes() {
     assert!(!second.stdout.contains("compiling"), "{}", second.stdout);
     assert!(build.finish().status.success());
 }
+
+// ------------------------------------------------------------------ no server
+
+/// A server nobody answers at is an error that says why (the OS's
+/// "connection refused"), never busy and never a local lock.
+#[test]
+fn an_unreachable_server_is_an_error_that_says_why() {
+    let url = format!("postgres://ci@127.0.0.1:{}/locks", pg::free_port());
+    let mut locker = Locker::start(&url, &common::unique_name("pg-unreachable"));
+    for request in ["lock", "wait-for 100"] {
+        let answer = locker.ask(request);
+        let message = answer.assert_err(request);
+        assert_eq!(answer.kind.as_deref(), Some("Io"), "{message}");
+        assert!(
+            message.contains(&format!("cannot connect to {}", pg::label(&url))),
+            "{message}"
+        );
+        assert!(message.contains("Connection refused"), "says why: {message}");
+    }
+}

@@ -372,12 +372,22 @@ fn label(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
-/// A database error as one line: its SQLSTATE and message.
+/// A database error as one line: its SQLSTATE and message; any other
+/// error with its causes, which tokio-postgres's `Display` leaves out
+/// ("error performing TLS handshake" alone would not say which check
+/// failed, nor "error connecting to server" why).
 pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => err.to_string(),
+    if let Some(db) = err.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 async fn query_bool(client: &Client, sql: &str) -> Result<bool, String> {
