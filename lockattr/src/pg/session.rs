@@ -7,7 +7,7 @@ use crate::error::{About, Error, ErrorKind};
 use crate::file::{LockMode, Try};
 use crate::messages;
 use crate::process;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 use tokio_postgres::error::SqlState;
@@ -23,6 +23,9 @@ pub(crate) struct Session {
     /// prepared statement skips the server's parse and plan, which costs
     /// as much as the round trip itself for statements this small.
     statements: Arc<std::sync::OnceLock<Statements>>,
+    /// The fencing token of the current hold once asked for (0: not yet;
+    /// no transaction id is 0): one hold has one token.
+    token: AtomicU64,
 }
 
 /// `[exclusive, shared]` each.
@@ -126,6 +129,7 @@ impl Session {
             key,
             server,
             statements: Arc::new(std::sync::OnceLock::new()),
+            token: AtomicU64::new(0),
         })
     }
 
@@ -168,6 +172,7 @@ impl Session {
             Err(text) => return Err(self.failure(about, "lock", &text)),
         };
         self.flags.held.store(locked, Ordering::SeqCst);
+        self.token.store(0, Ordering::SeqCst);
         Ok(if locked { Try::Locked } else { Try::Busy })
     }
 
@@ -197,6 +202,7 @@ impl Session {
         match waited {
             Ok(Ok(_)) => {
                 self.flags.held.store(true, Ordering::SeqCst);
+                self.token.store(0, Ordering::SeqCst);
                 Ok(Try::Locked)
             }
             Ok(Err(err))
@@ -217,6 +223,7 @@ impl Session {
     /// trip. If the server says we did not hold it, the lock had been lost.
     pub(crate) fn unlock(&mut self, mode: LockMode) {
         self.flags.held.store(false, Ordering::SeqCst);
+        self.token.store(0, Ordering::SeqCst);
         let (client, flags, kept, key) = (
             self.client.clone(),
             self.flags.clone(),
@@ -288,12 +295,21 @@ impl Session {
     /// holders and server restarts: a transaction id of the holding
     /// session, taken while it holds the lock. Every earlier holder took
     /// its own before letting go, and every later one after taking it.
+    /// Taken once per hold: each `pg_current_xact_id()` in autocommit is a
+    /// new transaction, so asking again would give a larger number for the
+    /// same hold.
     pub(crate) fn fencing_token(&self, about: About<'_>) -> Result<u64, Error> {
-        let token = self.query("SELECT pg_current_xact_id()".to_owned(), about, "fence")?;
-        token.parse().map_err(|_| {
-            let text = format!("the server gave `{token}` as a transaction id");
+        let cached = self.token.load(Ordering::SeqCst);
+        if cached != 0 {
+            return Ok(cached);
+        }
+        let text = self.query("SELECT pg_current_xact_id()".to_owned(), about, "fence")?;
+        let token = text.parse().map_err(|_| {
+            let text = format!("the server gave `{text}` as a transaction id");
             Error::other(ErrorKind::Io, about, text)
-        })
+        })?;
+        self.token.store(token, Ordering::SeqCst);
+        Ok(token)
     }
 
     /// One simple query, its first value.
