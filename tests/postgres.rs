@@ -290,6 +290,13 @@ impl Locker {
         }
     }
 
+    /// Locks once the holder before it let go: an unlock goes out without
+    /// waiting for the server's answer, so the server may see it a moment
+    /// after the holder's `UNLOCKED`.
+    fn lock_once_free(&mut self, what: &str) {
+        pg::until(what, || self.ask("lock").held().then_some(()));
+    }
+
     /// A token, checked to be the same however it is asked.
     fn token(&mut self) -> u64 {
         let (first, again) = self.tokens();
@@ -409,13 +416,7 @@ fn two_processes_exclude_and_busy_names_the_holder() {
     }
 
     a.unlock();
-    // The unlock goes out without waiting for its answer: the server may
-    // see it a moment after a's reply.
-    let held = pg::until("b gets the lock once a let go", || {
-        let answer = b.ask("lock");
-        answer.held().then_some(answer)
-    });
-    held.assert_held("b");
+    b.lock_once_free("b, once a let go");
     a.ask("lock").assert_busy_by(b.pid(), "a, after b took it");
 }
 
@@ -496,7 +497,7 @@ fn a_wait_queues_in_the_server_without_polling() {
     let mut waiter = Locker::start(url, &name);
 
     for wait in ["wait", "wait-for 60000"] {
-        holder.ask("lock").assert_held("holder");
+        holder.lock_once_free("the holder, once the waiter let go");
         waiter.send(wait);
         let session = waiter_on(&sql, key);
         let before = activity(&sql, session).expect("the waiter's session");
@@ -560,11 +561,7 @@ fn shared_holders_overlap_and_exclude_an_exclusive_one() {
 
     a.unlock();
     b.unlock();
-    let held = pg::until("c gets the lock once both let go", || {
-        let answer = c.ask("lock");
-        answer.held().then_some(answer)
-    });
-    held.assert_held("c");
+    c.lock_once_free("c, once both let go");
     a.ask("lock-shared")
         .assert_busy_by(c.pid(), "shared, beside an exclusive holder");
 }
@@ -674,11 +671,7 @@ fn an_async_fn_holds_across_awaits_under_tokio() {
         .assert_busy_by(holder.pid(), "beside an async holder");
     holder.send("release");
     holder.expect("ASYNC RELEASED");
-    let taken = pg::until("the lock is free once the future completed", || {
-        let answer = other.ask("lock");
-        answer.held().then_some(answer)
-    });
-    taken.assert_held("after the async holder");
+    other.lock_once_free("the lock is free once the future completed");
 }
 
 /// Dropping an async wait (`tokio::time::timeout`) cancels its wait in the
@@ -744,7 +737,7 @@ fn fencing_tokens_grow_across_holds_holders_and_restarts() {
         tokens.push(a.token());
         a.unlock();
     }
-    pg::until("b locks once a let go", || b.ask("lock").held().then_some(()));
+    b.lock_once_free("b, once a let go");
     tokens.push(b.token());
     b.unlock();
     b.send("token");
@@ -760,7 +753,7 @@ fn fencing_tokens_grow_across_holds_holders_and_restarts() {
     a.unlock();
     drop(a);
     let mut c = Locker::start(&url, &name);
-    pg::until("c locks once a let go", || c.ask("lock").held().then_some(()));
+    c.lock_once_free("c, once a let go");
     tokens.push(c.token());
 
     eprintln!("fencing tokens: {tokens:?}");
@@ -810,7 +803,8 @@ fn a_terminated_session_is_reported_as_a_lost_lock() {
         assert!(warning.contains(&part), "{warning}");
     }
     assert!(!holder.still_held(), "lost, and says so");
-    other.ask("lock").assert_held("another process, once the server let go");
+    // The server tells the client before its backend exits and lets go.
+    other.lock_once_free("another process, once the server let go");
     holder.unlock();
     holder
         .ask("lock")
@@ -840,7 +834,7 @@ fn a_restart_between_holds_reconnects() {
     let mut b = Locker::start(&url, &name);
     a.ask("lock").assert_held("a, before");
     a.unlock();
-    pg::until("b locks once a let go", || b.ask("lock").held().then_some(()));
+    b.lock_once_free("b, once a let go");
     b.unlock();
 
     cluster.restart();
@@ -941,7 +935,7 @@ fn pgbouncer_in_transaction_mode_is_refused_session_mode_works() {
     a.ask("lock").assert_held("a, through a session pool");
     b.ask("lock").assert_busy_by(a.pid(), "b, through a session pool");
     a.unlock();
-    pg::until("b locks once a let go", || b.ask("lock").held().then_some(()));
+    b.lock_once_free("b, once a let go");
 }
 
 /// A read-only standby (`pg_basebackup -R` of a private primary) is
