@@ -209,7 +209,11 @@ impl Answer {
     #[track_caller]
     fn assert_busy_by(&self, pid: u32, what: &str) {
         assert_eq!(self.outcome, "BUSY", "{what}: {self:#?}");
-        assert_eq!(self.pid, Some(pid), "{what}: names another holder: {self:#?}");
+        assert_eq!(
+            self.pid,
+            Some(pid),
+            "{what}: names another holder: {self:#?}"
+        );
         assert_eq!(self.host.as_deref(), Some(hostname().as_str()), "{self:#?}");
         let named = format!("held by pid {pid} on host {}", hostname());
         assert!(self.message.contains(&named), "{what}: {}", self.message);
@@ -284,7 +288,10 @@ impl Locker {
         self.send("token");
         let line = self.kid.expect("PG").0;
         let parse = |text: &str| text.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
-        match line.strip_prefix("TOKEN ").and_then(|rest| rest.split_once(' ')) {
+        match line
+            .strip_prefix("TOKEN ")
+            .and_then(|rest| rest.split_once(' '))
+        {
             Some((first, again)) => (parse(first), parse(again)),
             None => panic!("token: {line}"),
         }
@@ -329,23 +336,25 @@ fn sessions_on(sql: &Sql, key: i64, granted: bool) -> Vec<u32> {
 
 /// The one session waiting for `key`, once the server lists it.
 fn waiter_on(sql: &Sql, key: i64) -> u32 {
-    pg::until("a session waiting for the key in pg_locks", || {
-        match sessions_on(sql, key, false).as_slice() {
+    pg::until(
+        "a session waiting for the key in pg_locks",
+        || match sessions_on(sql, key, false).as_slice() {
             [one] => Some(*one),
             [] => None,
             many => panic!("several sessions wait: {many:?}"),
-        }
-    })
+        },
+    )
 }
 
 /// The one session holding `key`.
 fn holder_on(sql: &Sql, key: i64) -> u32 {
-    pg::until("the session holding the key in pg_locks", || {
-        match sessions_on(sql, key, true).as_slice() {
+    pg::until(
+        "the session holding the key in pg_locks",
+        || match sessions_on(sql, key, true).as_slice() {
             [one] => Some(*one),
             _ => None,
-        }
-    })
+        },
+    )
 }
 
 /// A session as `pg_stat_activity` shows it.
@@ -409,7 +418,8 @@ fn two_processes_exclude_and_busy_names_the_holder() {
         );
         assert!(busy.message.contains(&backend), "{}", busy.message);
         assert!(
-            busy.message.contains(&format!("database session {session}")),
+            busy.message
+                .contains(&format!("database session {session}")),
             "{}",
             busy.message
         );
@@ -465,7 +475,9 @@ fn a_bounded_wait_gives_up_on_time() {
     let mut waiter = Locker::start(url, &name);
     holder.ask("lock").assert_held("holder");
     // Connected and checked first, so the wait measures waiting alone.
-    waiter.ask("lock").assert_busy_by(holder.pid(), "a first try");
+    waiter
+        .ask("lock")
+        .assert_busy_by(holder.pid(), "a first try");
 
     for limit in [300, 1500] {
         let answer = waiter.ask(&format!("wait-for {limit}"));
@@ -517,7 +529,10 @@ fn a_wait_queues_in_the_server_without_polling() {
 
         // The notice comes after about a second of waiting.
         let (notice, _) = waiter.kid.expect_stderr("waiting for");
-        assert!(notice.contains(&format!("held by pid {}", holder.pid())), "{notice}");
+        assert!(
+            notice.contains(&format!("held by pid {}", holder.pid())),
+            "{notice}"
+        );
         let after = activity(&sql, session).expect("the waiter's session");
         assert_eq!(after, before, "{wait}: the waiting query was issued again");
         assert_eq!(sessions_on(&sql, key, false), [session], "{wait}");
@@ -792,7 +807,9 @@ fn a_terminated_session_is_reported_as_a_lost_lock() {
     let program = program.file_name().unwrap().to_string_lossy().into_owned();
     let (warning, _) = holder.kid.expect_stderr("exclusion may have been broken");
     assert!(
-        warning.starts_with(&format!("{program}: WARNING: exclusion may have been broken: ")),
+        warning.starts_with(&format!(
+            "{program}: WARNING: exclusion may have been broken: "
+        )),
         "{warning}"
     );
     for part in [
@@ -933,7 +950,8 @@ fn pgbouncer_in_transaction_mode_is_refused_session_mode_works() {
     let mut a = Locker::start(&session, &name);
     let mut b = Locker::start(&session, &name);
     a.ask("lock").assert_held("a, through a session pool");
-    b.ask("lock").assert_busy_by(a.pid(), "b, through a session pool");
+    b.ask("lock")
+        .assert_busy_by(a.pid(), "b, through a session pool");
     a.unlock();
     b.lock_once_free("b, once a let go");
 }
@@ -1001,7 +1019,9 @@ fn plain_sql_on_the_sqlx_key_and_lockattr_exclude_each_other() {
         "t"
     );
 
-    locker.ask("lock").assert_held("lockattr, once the service let go");
+    locker
+        .ask("lock")
+        .assert_held("lockattr, once the service let go");
     for function in ["pg_try_advisory_lock", "pg_try_advisory_lock_shared"] {
         let taken = service.value(&format!("SELECT {function}({key})"));
         assert_eq!(taken, "f", "{function} while lockattr holds");
@@ -1024,7 +1044,11 @@ fn the_documented_recipe_computes_the_key() {
     let source = std::fs::read_to_string(source).expect("lockattr/src/pg/mod.rs");
     let recipe: Vec<&str> = source
         .lines()
-        .map(|line| line.trim_start().trim_start_matches("///").trim_start_matches(' '))
+        .map(|line| {
+            line.trim_start()
+                .trim_start_matches("///")
+                .trim_start_matches(' ')
+        })
         .skip_while(|line| !line.starts_with("python3 -c"))
         .take_while(|line| !line.starts_with("```"))
         .collect();
@@ -1072,8 +1096,21 @@ fn make_certificates(dir: &Path) {
     )
     .expect("server.ext");
     openssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
     ]);
 }
 
@@ -1104,7 +1141,8 @@ fn tls_modes_check_what_they_promise() {
     let port = cluster.port();
     let ca = certs.join("ca.crt");
     let other_ca = certs.join("other-ca.crt");
-    let at = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
+    let at =
+        |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
     // The certificate names localhost and 127.0.0.1, not db.test; hostaddr
     // reaches the same server under that name.
     let unnamed = "db.test";
@@ -1112,29 +1150,46 @@ fn tls_modes_check_what_they_promise() {
 
     let works = [
         at("127.0.0.1", "sslmode=require"),
-        at("localhost", &format!("sslmode=verify-full&sslrootcert={}", ca.display())),
-        at(unnamed, &format!("{via}&sslmode=verify-ca&sslrootcert={}", ca.display())),
+        at(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        ),
+        at(
+            unnamed,
+            &format!("{via}&sslmode=verify-ca&sslrootcert={}", ca.display()),
+        ),
     ];
     for url in &works {
         let name = common::unique_name("pg-tls");
         let mut locker = Locker::start(url, &name);
         locker.ask("lock").assert_held(url);
         let session = holder_on(&sql, lockattr::advisory_key(&name));
-        let encrypted = sql.value(&format!("SELECT ssl FROM pg_stat_ssl WHERE pid = {session}"));
+        let encrypted = sql.value(&format!(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = {session}"
+        ));
         assert_eq!(encrypted, "t", "{url}: the session is encrypted");
     }
 
     let fails = [
         (
-            at(unnamed, &format!("{via}&sslmode=verify-full&sslrootcert={}", ca.display())),
+            at(
+                unnamed,
+                &format!("{via}&sslmode=verify-full&sslrootcert={}", ca.display()),
+            ),
             "not valid for name",
         ),
         (
-            at("localhost", &format!("sslmode=verify-ca&sslrootcert={}", other_ca.display())),
+            at(
+                "localhost",
+                &format!("sslmode=verify-ca&sslrootcert={}", other_ca.display()),
+            ),
             "UnknownIssuer",
         ),
         (
-            at("localhost", &format!("sslmode=verify-full&sslrootcert={}", other_ca.display())),
+            at(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+            ),
             "UnknownIssuer",
         ),
     ];
@@ -1172,7 +1227,8 @@ fn without_the_feature_lockattr_url_is_an_error_and_nothing_async_is_built() {
         let mut cmd = Command::new(env!("CARGO"));
         // The lock file is committed and the workspace's build fetched
         // every crate it names.
-        cmd.args([command, "--offline", "--manifest-path"]).arg(&manifest);
+        cmd.args([command, "--offline", "--manifest-path"])
+            .arg(&manifest);
         cmd.env_remove("CARGO_TARGET_DIR");
         cmd
     };
@@ -1187,7 +1243,14 @@ fn without_the_feature_lockattr_url_is_an_error_and_nothing_async_is_built() {
         .filter_map(|line| line.split(' ').next())
         .collect();
     assert!(crates.contains(&"lockattr"), "{}", tree.stdout);
-    for absent in ["tokio", "tokio-postgres", "rustls", "tokio-rustls", "hkdf", "sha2"] {
+    for absent in [
+        "tokio",
+        "tokio-postgres",
+        "rustls",
+        "tokio-rustls",
+        "hkdf",
+        "sha2",
+    ] {
         assert!(!crates.contains(&absent), "{absent} in:\n{}", tree.stdout);
     }
 
@@ -1248,7 +1311,11 @@ fn the_pipeline_example_excludes_across_processes() {
     assert_eq!(deploy.status.code(), Some(75), "{deploy:?}");
     let holder = format!("held by pid {} on host {}", build.pid(), hostname());
     assert!(deploy.stderr.contains(&holder), "{}", deploy.stderr);
-    assert!(deploy.stderr.contains("PostgreSQL advisory key"), "{}", deploy.stderr);
+    assert!(
+        deploy.stderr.contains("PostgreSQL advisory key"),
+        "{}",
+        deploy.stderr
+    );
 
     let second = common::output(run("build"));
     assert_eq!(second.status.code(), Some(0), "{second:?}");
@@ -1279,6 +1346,9 @@ fn an_unreachable_server_is_an_error_that_says_why() {
             message.contains(&format!("cannot connect to {}", pg::label(&url))),
             "{message}"
         );
-        assert!(message.contains("Connection refused"), "says why: {message}");
+        assert!(
+            message.contains("Connection refused"),
+            "says why: {message}"
+        );
     }
 }

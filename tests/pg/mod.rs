@@ -271,7 +271,8 @@ impl Cluster {
             .append(true)
             .open(&conf)
             .unwrap_or_else(|err| panic!("open {}: {err}", conf.display()));
-        file.write_all(lines.as_bytes()).expect("append to postgresql.conf");
+        file.write_all(lines.as_bytes())
+            .expect("append to postgresql.conf");
     }
 
     /// Stops the server (fast: every session is ended).
@@ -418,9 +419,11 @@ impl Sql {
         Ok(messages
             .into_iter()
             .filter_map(|message| match message {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-                }
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect())
@@ -449,7 +452,9 @@ impl Sql {
 
     /// This session's server process.
     pub fn backend_pid(&self) -> u32 {
-        self.value("SELECT pg_backend_pid()").parse().expect("a pid")
+        self.value("SELECT pg_backend_pid()")
+            .parse()
+            .expect("a pid")
     }
 }
 
