@@ -703,7 +703,10 @@ fn cancelling_an_async_wait_cancels_it_in_the_server() {
     let mut holder = Locker::start(db.url(), ASYNC.as_str());
     holder.ask("lock").assert_held("holder");
 
-    let env = [("LOCKATTR_URL", db.url()), ("LOCKATTR_TEST_MS", "3000")];
+    // The wait must show in pg_locks before the timeout drops it: 8 s is
+    // ample even on a busy machine, and the test does not wait for it to
+    // pass before looking.
+    let env = [("LOCKATTR_URL", db.url()), ("LOCKATTR_TEST_MS", "8000")];
     let mut waiter = Kid::role("async-cancel", &env);
     waiter.expect("READY");
     let session = waiter_on(&sql, key);
