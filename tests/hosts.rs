@@ -8,6 +8,7 @@
 //! (`.ci/run`); without them each test says loudly that it was skipped.
 //! `LOCKATTR_TEST_HOSTS_ROUNDS=N` repeats each cut N times (default 1) to
 //! show the spread of the times.
+#![cfg(feature = "postgres")] // the PostgreSQL backend is built only with it
 
 mod common;
 #[path = "hosts/net.rs"]

@@ -10,6 +10,7 @@
 //! test binary re-run in a role with `LOCKATTR_URL` set (it is read once per
 //! process): most often a [`Locker`], which takes and lets go of one lock
 //! when told. Without a server every test says loudly that it skipped.
+#![cfg(feature = "postgres")] // the PostgreSQL backend is built only with it
 
 mod common;
 mod pg;
