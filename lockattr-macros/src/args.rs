@@ -3,7 +3,7 @@
 
 use crate::template::{self, Piece};
 use proc_macro2::Span;
-use quote::ToTokens;
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::{Error, Expr, LitStr, Token};
@@ -200,7 +200,7 @@ fn on_busy(expr: Expr) -> syn::Result<OnBusy> {
         };
         let (begin, end) = (&closure.inputs_begin, &closure.inputs_end);
         return Err(Error::new_spanned(
-            quote::quote!(#begin #end),
+            quote!(#begin #end),
             format!(
                 "an `on_busy` closure takes one argument, the busy `lockattr::Error`, as in `on_busy = |err| ...`; this one takes {takes}"
             ),
@@ -287,7 +287,7 @@ fn name_equals(input: ParseStream<'_>, first: bool) -> Option<Error> {
             "a lock name is written without `name =`: write `{example}`, before the options"
         ),
     };
-    Some(Error::new_spanned(quote::quote!(#key #end), text))
+    Some(Error::new_spanned(quote!(#key #end), text))
 }
 
 /// A single identifier without upper-case letters, such as `build_deploy`,

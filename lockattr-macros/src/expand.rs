@@ -602,7 +602,7 @@ fn busy_or_failed(
             (None, Some(ty)) if !nameable(ty) => {
                 return Err(Error::new_spanned(
                     ty,
-                    "`#[exclusive]` cannot tell what this function should return when the lock is busy; add `on_busy = ...` with the value to return, or a closure that makes it from the busy `lockattr::Error`, as in `on_busy = |err| ...` (only `Result<impl Trait, E>` with `E: From<lockattr::Error>` needs neither)",
+                    "`#[exclusive]` cannot tell what this function should return when the lock is busy; add `on_busy = ...` with the value to return, or a closure that makes it from the busy `lockattr::Error`, as in `on_busy = |err| ...` (a `Result<impl Trait, E>` needs neither when `E: From<lockattr::Error>`)",
                 ));
             }
             _ => quote!(return #private::Outcome::from_error(#err)),
@@ -652,25 +652,37 @@ fn writable(ret: Option<&Type>) -> Option<TokenStream> {
         return None;
     };
     let last = ty.path.segments.last()?;
-    let init = ty.path.segments.iter().take(ty.path.segments.len() - 1);
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };
     let Some(GenericArgument::Type(ok)) = args.args.first() else {
         return None;
     };
-    let rest: Vec<TokenStream> = args
-        .args
-        .iter()
-        .skip(1)
-        .map(ToTokens::to_token_stream)
-        .collect();
-    if ty.qself.is_some() || last.ident != "Result" || !rest.iter().cloned().all(nameable_tokens) {
+    let rest: Vec<_> = args.args.pairs().skip(1).collect();
+    if ty.qself.is_some()
+        || last.ident != "Result"
+        || !rest
+            .iter()
+            .all(|arg| nameable_tokens(arg.to_token_stream()))
+    {
         return None;
     }
-    let (leading, ident) = (&ty.path.leading_colon, &last.ident);
+    // The user's own tokens but for `_`, so that an error about the type
+    // underlines all of it.
+    let init = ty.path.segments.pairs().take(ty.path.segments.len() - 1);
+    let (leading, ident, lt, gt) = (
+        &ty.path.leading_colon,
+        &last.ident,
+        &args.lt_token,
+        &args.gt_token,
+    );
+    let comma = args
+        .args
+        .pairs()
+        .next()
+        .and_then(|pair| pair.punct().copied());
     let infer = quote_spanned!(ty_span(ok)=> _);
-    Some(quote!(#leading #(#init ::)* #ident < #infer #(, #rest)* >))
+    Some(quote!(#leading #(#init)* #ident #lt #infer #comma #(#rest)* #gt))
 }
 
 /// Refuses an `impl Future` (or `impl IntoFuture`) return type: the lock
