@@ -318,7 +318,10 @@ fn while_held<T>(lock: Lock, f: impl FnOnce() -> T) -> T {
 #[test]
 fn busy_outcome_follows_the_futures_output() {
     let rt = runtime();
-    let svc = service();
+    let svc: Box<dyn Service + Send + Sync> = Box::new(Real {
+        fallback: 100,
+        runs: AtomicU32::new(0),
+    });
     assert_eq!(rt.block_on(svc.count(1)), 1);
     assert_eq!(rt.block_on(svc.describe()).unwrap(), "described");
     assert_eq!(rt.block_on(svc.provided()).unwrap(), "provided");
