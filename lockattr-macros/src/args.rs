@@ -3,6 +3,8 @@
 
 use crate::template::{self, Piece};
 use proc_macro2::Span;
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::{Error, Expr, LitStr, Token};
 
@@ -27,6 +29,15 @@ pub(crate) enum Target {
 /// The options, by name, for "did you mean" suggestions.
 const OPTION_NAMES: [&str; 6] = ["on_busy", "wait", "shared", "dir", "crate", "path"];
 
+/// `on_busy = EXPR`: the value to return when busy; or a closure of one
+/// argument, `on_busy = |err| ...`, called with the busy `lockattr::Error`.
+/// Any closure is taken as the second: a closure to return as the value
+/// needs parentheses or a block, `on_busy = (|x| x)`.
+pub(crate) enum OnBusy {
+    Value(Expr),
+    Closure(syn::ExprClosure),
+}
+
 pub(crate) enum Wait {
     Forever,
     /// Milliseconds.
@@ -36,7 +47,7 @@ pub(crate) enum Wait {
 pub(crate) struct Args {
     /// In the order written; several are all taken, in one global order.
     pub(crate) targets: Vec<Target>,
-    pub(crate) on_busy: Option<Expr>,
+    pub(crate) on_busy: Option<OnBusy>,
     pub(crate) wait: Option<Wait>,
     pub(crate) shared: bool,
     pub(crate) dir: Option<LitStr>,
@@ -95,7 +106,7 @@ impl Parse for Args {
                         "expected a value after `on_busy =`, as in `on_busy = Ok(())`",
                     ));
                 }
-                args.on_busy = Some(input.parse()?);
+                args.on_busy = Some(on_busy(input.parse()?)?);
                 "on_busy"
             } else if lookahead.peek(kw::wait) {
                 input.parse::<kw::wait>()?;
@@ -149,6 +160,8 @@ impl Parse for Args {
                     _ => "`path = ...` replaces the lock name: give either a name or `path`, as in `#[exclusive(path = \"/run/lock/tool.lock\")]`".to_owned(),
                 };
                 return Err(Error::new(key_span, text));
+            } else if let Some(err) = name_equals(input, false) {
+                return Err(err);
             } else if input.peek(syn::Ident) {
                 let ident: syn::Ident = input.parse()?;
                 let text = match nearest_option(&ident.to_string()) {
@@ -174,6 +187,32 @@ impl Parse for Args {
         }
         Ok(args)
     }
+}
+
+fn on_busy(expr: Expr) -> syn::Result<OnBusy> {
+    let Expr::Closure(closure) = expr else {
+        return Ok(OnBusy::Value(expr));
+    };
+    if closure.inputs.len() != 1 {
+        let takes = match closure.inputs.len() {
+            0 => "none".to_owned(),
+            n => n.to_string(),
+        };
+        let (begin, end) = (&closure.inputs_begin, &closure.inputs_end);
+        return Err(Error::new_spanned(
+            quote!(#begin #end),
+            format!(
+                "an `on_busy` closure takes one argument, the busy `lockattr::Error`, as in `on_busy = |err| ...`; this one takes {takes}"
+            ),
+        ));
+    }
+    if let Some(asyncness) = &closure.asyncness {
+        return Err(Error::new_spanned(
+            asyncness,
+            "an `on_busy` closure is called, not awaited: remove `async`",
+        ));
+    }
+    Ok(OnBusy::Closure(closure))
 }
 
 fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
@@ -203,15 +242,64 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
         absolute(&file, "path")?;
         return Ok(Target::File(file));
     }
+    if let Some(err) = name_equals(input, true) {
+        return Err(err);
+    }
     let option = input.peek(kw::on_busy)
         || input.peek(kw::wait)
         || input.peek(kw::shared)
         || input.peek(kw::dir)
         || input.peek(Token![crate]);
     if !option && (input.peek(syn::Ident) || input.peek(Token![::]) || input.peek(Token![Self])) {
-        return Ok(Target::Const(input.parse()?));
+        let path: syn::Path = input.parse()?;
+        if let Some(word) = unquoted(&path) {
+            return Err(Error::new_spanned(
+                &path,
+                format!(
+                    "a lock name goes in quotes: write `\"{word}\"`; or, to name a constant, declare it in upper case with `lockattr::LockName::new`, as in `const {upper}: lockattr::LockName = lockattr::LockName::new(\"{word}\");`",
+                    upper = word.to_ascii_uppercase(),
+                ),
+            ));
+        }
+        return Ok(Target::Const(path));
     }
     Err(Error::new(input.span(), expected))
+}
+
+/// `name = "x"`, as proc-lock writes it: an error that says to give the
+/// name first, without `name =`.
+fn name_equals(input: ParseStream<'_>, first: bool) -> Option<Error> {
+    let fork = input.fork();
+    let key: syn::Ident = fork.parse().ok()?;
+    if key != "name" || !fork.peek(Token![=]) {
+        return None;
+    }
+    let eq: Token![=] = fork.parse().ok()?;
+    let (example, end) = match fork.parse::<LitStr>() {
+        Ok(lit) => (lit.token().to_string(), lit.to_token_stream()),
+        Err(_) => ("\"build-deploy\"".to_owned(), eq.to_token_stream()),
+    };
+    let text = match first {
+        true => {
+            format!("the lock name comes first, without `name =`, as in `#[exclusive({example})]`")
+        }
+        false => format!(
+            "a lock name is written without `name =`: write `{example}`, before the options"
+        ),
+    };
+    Some(Error::new_spanned(quote!(#key #end), text))
+}
+
+/// A single identifier without upper-case letters, such as `build_deploy`,
+/// where a lock name goes: taken as a name whose quotes were forgotten
+/// (`"build_deploy"`, as written: `_` is as valid as `-`), never as a
+/// constant. Constants are upper case (rustc's `non_upper_case_globals`
+/// lint), and rustc's own "cannot find value" would not say what to write;
+/// a path (`Self::NAME`, `names::DEPLOY`) or a word with an upper-case
+/// letter is a constant, resolved by rustc.
+fn unquoted(path: &syn::Path) -> Option<String> {
+    let word = path.get_ident()?.unraw().to_string();
+    (!word.chars().any(|c| c.is_ascii_uppercase())).then_some(word)
 }
 
 /// After a comma: another lock name rather than an option? A string, or a

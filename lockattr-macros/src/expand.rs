@@ -2,7 +2,7 @@
 //! whose statements move into a block of the macro's own; the signature and
 //! the user's braces stay as they were.
 
-use crate::args::{Args, Target, Wait};
+use crate::args::{Args, OnBusy, Target, Wait};
 use crate::template::Piece;
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
@@ -140,10 +140,21 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
     };
     let hold = quote_spanned!(Span::mixed_site()=> __lockattr_hold);
     let err = quote_spanned!(Span::mixed_site()=> __lockattr_err);
-    if let (None, Some(ty)) = (&sig.asyncness, ret) {
+    let Body { inner, stmts } = syn::parse2(body.stream())?;
+    let boxed = match (&sig.asyncness, ret) {
+        (None, Some(ty)) => boxed_async(ty, &stmts, body.span())?,
+        _ => None,
+    };
+    if let (None, None, Some(ty)) = (&sig.asyncness, &boxed, ret) {
         reject_impl_future(ty)?;
     }
-    let on_err = busy_or_failed(args, ret, &private, &err)?;
+    // For `#[async_trait]`'s shape, what the busy outcome is made of is the
+    // future's `Output`, which its `async move` block returns.
+    let outcome = match &boxed {
+        Some(boxed) => Some(boxed.output),
+        None => ret,
+    };
+    let on_err = busy_or_failed(args, outcome, &private, &err)?;
     let site = quote!({
         static __LOCKATTR_SITE: #private::Site = #private::Site::new();
         &__LOCKATTR_SITE
@@ -156,40 +167,72 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
             };
         }
     };
-    let Body { inner, stmts } = syn::parse2(body.stream())?;
     // The user's statements get a block of the macro's own. Its span, not
     // the caller's, decides when the temporaries of its tail expression
     // drop (rustc's `resolve_block` reads `blk.span.edition()`): this crate's
     // edition 2024 drops them before the hold, where an edition 2021 block
     // would drop them after it, outside the lock. Located at the user's
     // braces, so diagnostics about the body still point at it.
-    let mut user = Group::new(Delimiter::Brace, stmts);
-    user.set_span(Span::call_site().located_at(body.span()));
+    let own_block = |stmts: TokenStream, at: Span| {
+        let mut block = Group::new(Delimiter::Brace, stmts);
+        block.set_span(Span::call_site().located_at(at));
+        block
+    };
     let names = dynamic_names(args, &sig, &private)?;
-    let stmts = if sig.asyncness.is_some() {
-        let take = match &names {
-            None => take(quote!(#private::enter_async(#site, const { &#lock }).await)),
-            // Resolved in a statement of its own, so that the borrowed
-            // values are gone before the `.await` (the future stays `Send`).
-            Some(names) => {
-                let slots = quote_spanned!(Span::mixed_site()=> __lockattr_slots);
-                let take = take(quote!(
-                    #private::enter_slots_async(#slots, const { &#lock }).await
-                ));
-                quote! {
-                    let #slots = #private::resolve(const { &#lock }, &[#(#names),*]);
-                    #take
-                }
+    let take_async = || match &names {
+        None => take(quote!(#private::enter_async(#site, const { &#lock }).await)),
+        // Resolved in a statement of its own, so that the borrowed
+        // values are gone before the `.await` (the future stays `Send`).
+        Some(names) => {
+            let slots = quote_spanned!(Span::mixed_site()=> __lockattr_slots);
+            let take = take(quote!(
+                #private::enter_slots_async(#slots, const { &#lock }).await
+            ));
+            quote! {
+                let #slots = #private::resolve(const { &#lock }, &[#(#names),*]);
+                #take
             }
-        };
+        }
+    };
+    let stmts = if sig.asyncness.is_some() {
         // The body becomes an `async move` block polled inside the hold, so
         // that nested `#[exclusive]` calls see this task as the holder.
         // `return` and `?` keep their meaning inside the block.
+        let take = take_async();
+        let user = own_block(stmts, body.span());
         quote! {
             #(#inner)*
             #take
             #private::scoped(&#hold, async move #user).await
         }
+    } else if let Some(boxed) = boxed {
+        // As for an `async fn`, inside the future that the function returns
+        // (tracing's `#[instrument]` does the same with its span): the lock
+        // is taken when the future is first polled and let go when it
+        // completes, not when the function returns it.
+        let take = take_async();
+        let BoxedAsync {
+            pin,
+            paren,
+            async_token,
+            move_token,
+            block,
+            ..
+        } = boxed;
+        let user = own_block(block.stream(), block.span());
+        let future = own_block(
+            quote! {
+                #take
+                #private::scoped(&#hold, async move #user).await
+            },
+            block.span(),
+        );
+        let mut call = Group::new(
+            Delimiter::Parenthesis,
+            quote!(#async_token #move_token #future),
+        );
+        call.set_span(paren);
+        quote!(#(#inner)* #pin #call)
     } else {
         let check = named(ret).map(|ty| {
             // The call ends on the type's last token, so that rustc
@@ -210,11 +253,138 @@ fn rewrite(args: &Args, function: Function) -> syn::Result<TokenStream> {
                 #private::enter_names(const { &#lock }, &[#(#names),*], #test)
             )),
         };
+        let user = own_block(stmts, body.span());
         quote!(#(#inner)* #check #take #user)
     };
     let mut new_body = Group::new(Delimiter::Brace, stmts);
     new_body.set_span(body.span());
     Ok(quote!(#(#attrs)* #vis #sig #new_body))
+}
+
+/// What `#[async_trait]` makes of an `async fn`, the one shape of a sync fn
+/// returning a future that `#[exclusive]` takes: the return type
+/// `Pin<Box<dyn Future<Output = R> + ...>>` (any further bounds: `Send`,
+/// `'async_trait`, none with `#[async_trait(?Send)]`) and a body that is
+/// `Box::pin(async move { ... })` and nothing else. Anything before or
+/// around it would run when the function is called, outside the lock.
+struct BoxedAsync<'a> {
+    /// `R`, which the busy outcome is made of.
+    output: &'a Type,
+    /// `Box::pin`, as written.
+    pin: syn::Path,
+    paren: Span,
+    async_token: Token![async],
+    move_token: Token![move],
+    block: Group,
+}
+
+/// `Some` for `#[async_trait]`'s shape; `None` for a return type that is not
+/// `Pin<Box<dyn Future<..>>>` (the sync path judges it); an error for that
+/// return type with any other body.
+fn boxed_async<'a>(
+    ty: &'a Type,
+    stmts: &TokenStream,
+    body: Span,
+) -> syn::Result<Option<BoxedAsync<'a>>> {
+    let Some(output) = boxed_future_output(ty) else {
+        return Ok(None);
+    };
+    let parser = |input: ParseStream<'_>| {
+        let pin = syn::Path::parse_mod_style(input)?;
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        let async_token = content.parse()?;
+        let move_token = content.parse()?;
+        let block: Group = content.parse()?;
+        let is_box_pin = {
+            let mut segments = pin.segments.iter().rev();
+            segments.next().is_some_and(|s| s.ident == "pin")
+                && segments.next().is_some_and(|s| s.ident == "Box")
+        };
+        if !is_box_pin
+            || block.delimiter() != Delimiter::Brace
+            || !content.is_empty()
+            || !input.is_empty()
+        {
+            return Err(input.error("not Box::pin(async move { .. })"));
+        }
+        Ok(BoxedAsync {
+            output,
+            pin,
+            paren: paren.span.join(),
+            async_token,
+            move_token,
+            block,
+        })
+    };
+    match syn::parse::Parser::parse2(parser, stmts.clone()) {
+        Ok(boxed) => Ok(Some(boxed)),
+        Err(_) => {
+            let text = format!(
+                "`#[exclusive]` on a function that is not `async` but returns a future: it can hold the lock inside the future only when the body is `Box::pin(async move {{ ... }})` and nothing else, as `#[async_trait]` writes it; {ALTERNATIVES}"
+            );
+            Err(match stmts.is_empty() {
+                true => Error::new(body, text),
+                false => Error::new_spanned(stmts, text),
+            })
+        }
+    }
+}
+
+/// What to write instead of a sync fn returning a future.
+const ALTERNATIVES: &str = "make it an `async fn` (in a trait too: a native `async fn`), or, for a trait object, put `#[async_trait]` on the trait and its impl and `#[exclusive]` on the `async fn` inside the impl";
+
+/// `R` of `Pin<Box<dyn Future<Output = R> + ...>>`, whatever the paths
+/// (`::core::pin::Pin`, `std::future::Future`).
+fn boxed_future_output(ty: &Type) -> Option<&Type> {
+    let pin = only_argument(ungroup(ty), "Pin")?;
+    let boxed = only_argument(ungroup(pin), "Box")?;
+    let Type::TraitObject(object) = ungroup(boxed) else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let future = bound.path.segments.last()?;
+        let PathArguments::AngleBracketed(args) = &future.arguments else {
+            return None;
+        };
+        if future.ident != "Future" {
+            return None;
+        }
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// `T` of `Name<T>`.
+fn only_argument<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match (
+        path.qself.is_none() && last.ident == name,
+        args.args.len(),
+        args.args.first(),
+    ) {
+        (true, 1, Some(GenericArgument::Type(ty))) => Some(ty),
+        _ => None,
+    }
+}
+
+/// A type without the invisible groups of a `macro_rules!` `$ty` and the
+/// parentheses around it.
+fn ungroup(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungroup(&group.elem),
+        Type::Paren(paren) => ungroup(&paren.elem),
+        _ => ty,
+    }
 }
 
 /// `Lock::new(NAME).dir(..).shared().wait_for(..)`, evaluated in a `const`
@@ -225,7 +395,10 @@ fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
         [Target::Name(name)] => {
             quote_spanned!(name.span()=> #krate::Lock::new(#krate::LockName::new(#name)))
         }
-        [Target::Const(path)] => quote_spanned!(const_span(path)=> #krate::Lock::new(#path)),
+        [Target::Const(path)] => {
+            let check = const_name(path, &quote!(#krate::__private));
+            quote_spanned!(const_span(path)=> #krate::Lock::new(#check))
+        }
         [Target::File(path)] => quote!(#krate::Lock::at_path(#path)),
         _ => quote!(#krate::Lock::__names()),
     };
@@ -244,6 +417,31 @@ fn lock_expr(args: &Args, krate: &TokenStream, test: bool) -> TokenStream {
         None => {}
     }
     lock
+}
+
+/// `__private::const_name(PATH)`, all spanned at the path: a `const` of
+/// another type than `LockName` gets one error, there.
+fn const_name(path: &syn::Path, private: &TokenStream) -> TokenStream {
+    let span = const_span(path);
+    let private = respan(private.clone(), span);
+    quote_spanned!(span=> #private::const_name(#path))
+}
+
+/// `tokens`, every one spanned at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(group) = &tt {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tt = TokenTree::Group(inner);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 fn const_span(path: &syn::Path) -> Span {
@@ -270,7 +468,8 @@ fn dynamic_names(
                 quote!(#private::Name::new(#lit, &[#part]))
             }
             Target::Const(path) => {
-                let name = quote_spanned!(const_span(path)=> const { #path.as_str() });
+                let check = const_name(path, private);
+                let name = quote_spanned!(const_span(path)=> const { #check.as_str() });
                 let part = fixed(name.clone());
                 quote!(#private::Name::new(#name, &[#part]))
             }
@@ -393,17 +592,17 @@ fn busy_or_failed(
     private: &TokenStream,
     err: &TokenStream,
 ) -> syn::Result<TokenStream> {
-    let named = named(ret);
+    let writable = writable(ret);
     let Some(on_busy) = &args.on_busy else {
-        return Ok(match (named, ret) {
+        return Ok(match (writable, ret) {
             // Spanned at the type, so "no busy outcome for `i32`" points there.
-            (Some(ty), _) => {
-                quote_spanned!(ty_span(ty)=> return <#ty as #private::Outcome>::from_error(#err))
+            (Some(writable), Some(ty)) => {
+                quote_spanned!(ty_span(ty)=> return <#writable as #private::Outcome>::from_error(#err))
             }
             (None, Some(ty)) if !nameable(ty) => {
                 return Err(Error::new_spanned(
                     ty,
-                    "`#[exclusive]` cannot tell what this function should return when the lock is busy; add `on_busy = ...` with the value to return",
+                    "`#[exclusive]` cannot tell what this function should return when the lock is busy; add `on_busy = ...` with the value to return, or a closure that makes it from the busy `lockattr::Error`, as in `on_busy = |err| ...` (a `Result<impl Trait, E>` needs neither when `E: From<lockattr::Error>`)",
                 ));
             }
             _ => quote!(return #private::Outcome::from_error(#err)),
@@ -411,7 +610,7 @@ fn busy_or_failed(
     };
     // A setup failure still follows the return type: `Err` for a `Result`
     // whose error converts, a panic for anything else.
-    let failed = match named {
+    let failed = match writable {
         Some(ty) => quote! {
             #[allow(unused_imports)] // only one of the two applies
             use #private::{FailAsErr as _, FailAsPanic as _};
@@ -419,27 +618,87 @@ fn busy_or_failed(
         },
         None => quote!(#private::fail(#err)),
     };
+    let value = match on_busy {
+        OnBusy::Value(value) => value.to_token_stream(),
+        // Through a function whose bound gives the closure its argument's
+        // type, so that `|err| err.holder()` needs no annotation.
+        // All of it at the closure, where rustc's errors about it belong.
+        OnBusy::Closure(closure) => {
+            let span = closure.inputs_begin.span;
+            let call = respan(quote!(#private::on_busy), span);
+            let err = respan(err.clone(), Span::mixed_site().located_at(span));
+            quote_spanned!(span=> #call(#err, #closure))
+        }
+    };
     // `on_busy` may diverge (`std::process::exit(0)`): that is no mistake.
+    // Nor are parentheses around a closure meant as the value.
     Ok(quote! {{
         if #err.is_busy() {
-            #[allow(unreachable_code, clippy::diverging_sub_expression)]
-            return #on_busy;
+            #[allow(unreachable_code, unused_parens, clippy::diverging_sub_expression)]
+            return #value;
         }
         #failed
     }})
 }
 
+/// The return type as the body can write it, when it is a value: the type
+/// itself; for a `Result` whose `Ok` type is an `impl Trait`, which the
+/// body cannot name, `Result<_, E>`, enough to pick the busy outcome.
+fn writable(ret: Option<&Type>) -> Option<TokenStream> {
+    if let Some(ty) = named(ret) {
+        return Some(ty.to_token_stream());
+    }
+    let Type::Path(ty) = ungroup(ret?) else {
+        return None;
+    };
+    let last = ty.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let Some(GenericArgument::Type(ok)) = args.args.first() else {
+        return None;
+    };
+    let rest: Vec<_> = args.args.pairs().skip(1).collect();
+    if ty.qself.is_some()
+        || last.ident != "Result"
+        || !rest
+            .iter()
+            .all(|arg| nameable_tokens(arg.to_token_stream()))
+    {
+        return None;
+    }
+    // The user's own tokens but for `_`, so that an error about the type
+    // underlines all of it.
+    let init = ty.path.segments.pairs().take(ty.path.segments.len() - 1);
+    let (leading, ident, lt, gt) = (
+        &ty.path.leading_colon,
+        &last.ident,
+        &args.lt_token,
+        &args.gt_token,
+    );
+    let comma = args
+        .args
+        .pairs()
+        .next()
+        .and_then(|pair| pair.punct().copied());
+    let infer = quote_spanned!(ty_span(ok)=> _);
+    Some(quote!(#leading #(#init)* #ident #lt #infer #comma #(#rest)* #gt))
+}
+
 /// Refuses an `impl Future` (or `impl IntoFuture`) return type: the lock
 /// would be released when the function returns the future, before it runs.
-/// Only `impl Trait` is judged by its name, since the body cannot name it;
-/// every other type is judged by what it is (`__private::Check`), so a
-/// user's own type called `Future` is no future, and an alias of
-/// `Pin<Box<dyn Future>>` is one.
+/// Only `impl Trait` is judged by its name, since the body cannot name it,
+/// and `Pin<Box<dyn Future<..>>>` by its shape (`boxed_async`); every other
+/// type is judged by what it is (`__private::Check`), so a user's own type
+/// called `Future` is no future, and an alias of `Pin<Box<dyn Future>>` is
+/// one.
 fn reject_impl_future(ty: &Type) -> syn::Result<()> {
     if impl_future(ty) {
         return Err(Error::new_spanned(
             ty,
-            "`#[exclusive]` on a function that is not `async` but returns a future: the lock would be released when the function returns the future, before the future runs; make it an `async fn` (in traits, native `async fn` instead of `#[async_trait]`)",
+            format!(
+                "`#[exclusive]` on a function that is not `async` but returns a future: the lock would be released when the function returns the future, before the future runs; {ALTERNATIVES}"
+            ),
         ));
     }
     Ok(())
@@ -478,7 +737,11 @@ fn named(ret: Option<&Type>) -> Option<&Type> {
 
 /// Whether the type can be written inside the body (`impl Trait` cannot).
 fn nameable(ty: &Type) -> bool {
-    !mentions(ty.to_token_stream(), &|ident| ident == "impl")
+    nameable_tokens(ty.to_token_stream())
+}
+
+fn nameable_tokens(tokens: TokenStream) -> bool {
+    !mentions(tokens, &|ident| ident == "impl")
 }
 
 fn is_unit(ty: &Type) -> bool {

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 #[diagnostic::on_unimplemented(
     message = "`#[exclusive]` does not know what a function returning `{Self}` should return when the lock is busy",
     label = "no busy outcome for `{Self}`",
-    note = "add `on_busy = ...` with the value to return, as in `#[exclusive(\"name\", on_busy = Default::default())]`",
+    note = "add `on_busy = ...` with the value to return, as in `#[exclusive(\"name\", on_busy = Default::default())]`, or a closure that makes it from the busy `lockattr::Error`, as in `on_busy = |err| ...`",
     note = "without `on_busy`, return `()` or `Result<_, E>` where `E: From<lockattr::Error>` (such as `anyhow::Error`, `Box<dyn Error>` or `std::io::Error`)"
 )]
 pub trait Outcome: Sized {
@@ -95,9 +95,10 @@ impl<R> FailAsPanic<R> for &Fail<R> {
 }
 
 /// A sync function whose return type is a future would release the lock
-/// when it returns the future, before the future runs. The macro rejects
-/// the shapes it can see (`impl Future`, `Pin<Box<dyn Future>>`, an
-/// `async` block); this catches the rest (a type alias, a named future) by
+/// when it returns the future, before the future runs. The macro takes
+/// `#[async_trait]`'s shape (the lock goes inside the future) and rejects
+/// the others it can see (`impl Future`, `Pin<Box<dyn Future>>` with
+/// another body); this catches the rest (a type alias, a named future) by
 /// type, again by autoref specialization.
 pub struct Check<R>(PhantomData<R>);
 
@@ -130,7 +131,7 @@ pub struct ValueReturned;
 #[diagnostic::on_unimplemented(
     message = "`#[exclusive]` on a function that is not `async` but returns a future",
     label = "the lock would be released when this returns the future, before the future runs",
-    note = "make the function `async fn`, or put `#[exclusive]` on an `async fn` that the future awaits"
+    note = "make it an `async fn` (in a trait too: a native `async fn`), or, for a trait object, put `#[async_trait]` on the trait and its impl and `#[exclusive]` on the `async fn` inside the impl"
 )]
 pub trait NotAFuture {}
 

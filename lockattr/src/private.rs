@@ -66,6 +66,38 @@ pub fn enter(
     }
 }
 
+/// Calls `on_busy = |err| ...` with the busy error. The closure is written
+/// in the attribute; this bound gives its argument the type `Error`.
+#[inline]
+pub fn on_busy<R>(err: Error, f: impl FnOnce(Error) -> R) -> R {
+    f(err)
+}
+
+/// A lock name given by a path (`#[exclusive(BUILD_DEPLOY)]`) must be a
+/// [`LockName`](crate::LockName), so that its rules were checked when the
+/// constant was evaluated. Implemented for `LockName` alone: the expansion
+/// passes the path through [`const_name`], so that a `const` of another type
+/// gets this message at the user's path, and no second "mismatched types"
+/// pointing into lockattr (the return type cannot be worked out then).
+#[diagnostic::on_unimplemented(
+    message = "a lock name given by a path must be a `lockattr::LockName`, not `{Self}`",
+    label = "declare this constant with `lockattr::LockName::new`",
+    note = "declare it as `const BUILD_DEPLOY: lockattr::LockName = lockattr::LockName::new(\"build-deploy\");`, which checks the name at compile time",
+    note = "or write the name itself in quotes, as in `#[exclusive(\"build-deploy\")]`"
+)]
+pub trait ConstName {
+    type Name;
+}
+
+#[diagnostic::do_not_recommend]
+impl ConstName for crate::LockName {
+    type Name = crate::LockName;
+}
+
+pub const fn const_name<N: ConstName<Name = N>>(name: N) -> N::Name {
+    name
+}
+
 /// A function's name as libtest names the test it may be: its module path
 /// without the crate's name, then its own name (`tests::uses_db`).
 ///
