@@ -27,13 +27,13 @@ fn child() {
         // A `()` function, busy, with messages silenced.
         "silent" => {
             lockattr::set_messages(Messages::Silent);
-            unit_tool();
+            unit_tool(&which());
             println!("RETURNED");
         }
         // A `()` function, busy, with messages taken by the program.
         "custom" => {
             lockattr::set_messages(Messages::To(custom));
-            unit_tool();
+            unit_tool(&which());
             println!("RETURNED");
         }
         // A `()` function, busy, under a tracing subscriber.
@@ -43,7 +43,7 @@ fn child() {
                 .with_writer(std::io::stdout)
                 .with_ansi(false)
                 .finish();
-            tracing::subscriber::with_default(subscriber, unit_tool);
+            tracing::subscriber::with_default(subscriber, || unit_tool(&which()));
             println!("RETURNED");
         }
         // 30 threads wait for one lock for up to 10 s.
@@ -71,9 +71,15 @@ fn custom(message: &Message<'_>) {
     }
 }
 
-#[exclusive("api-unit")]
-fn unit_tool() {
+/// One lock per test that uses it (`which`), so that those tests can run
+/// at once.
+#[exclusive("api-unit-{which}")]
+fn unit_tool(which: &str) {
     println!("RAN");
+}
+
+fn which() -> String {
+    std::env::var("LOCKATTR_TEST_WHICH").expect("LOCKATTR_TEST_WHICH")
 }
 
 #[exclusive("api-many", wait = "10s")]
@@ -101,7 +107,10 @@ fn holders_are_seen_without_taking_the_lock() {
     let dir = TempDir::new("holders");
     let lock = dir.lock("status");
     let path = lock.path().unwrap();
-    assert!(lock.holders().unwrap().is_empty(), "no file: nobody holds it");
+    assert!(
+        lock.holders().unwrap().is_empty(),
+        "no file: nobody holds it"
+    );
     assert!(!path.exists(), "looking made the file");
 
     let mut a = Agent::start("status", Some(dir.path()));
@@ -277,6 +286,13 @@ fn a_hold_lent_to_scoped_threads_re_enters() {
 
 // ------------------------------------------------------------- messages
 
+/// A child in `role` (`silent`, `custom`, `tracing`), its lock its own.
+fn role(role: &str) -> std::process::Command {
+    let mut cmd = common::spawn_role(role);
+    cmd.env("LOCKATTR_TEST_WHICH", role);
+    cmd
+}
+
 fn held_by_an_agent(name: &str) -> Agent {
     let mut agent = Agent::start(name, Some(common::lock_dir()));
     assert_eq!(agent.lock(), Reply::Held);
@@ -286,8 +302,8 @@ fn held_by_an_agent(name: &str) -> Agent {
 /// `Messages::Silent`: a busy `()` function returns without a word.
 #[test]
 fn messages_can_be_silenced() {
-    let _holder = held_by_an_agent("api-unit");
-    let out = common::output(common::spawn_role("silent"));
+    let _holder = held_by_an_agent("api-unit-silent");
+    let out = common::output(role("silent"));
     assert!(
         out.stdout.contains("RETURNED") && !out.stdout.contains("RAN"),
         "{out:?}"
@@ -302,10 +318,10 @@ fn messages_can_be_silenced() {
 /// `Messages::To`: the program gets the message, with the error inside.
 #[test]
 fn messages_can_be_taken_by_the_program() {
-    let holder = held_by_an_agent("api-unit");
-    let out = common::output(common::spawn_role("custom"));
-    let line = format!("CUSTOM busy api-unit holder Some({})", holder.pid());
-    let unknown = "CUSTOM busy api-unit holder None";
+    let holder = held_by_an_agent("api-unit-custom");
+    let out = common::output(role("custom"));
+    let line = format!("CUSTOM busy api-unit-custom holder Some({})", holder.pid());
+    let unknown = "CUSTOM busy api-unit-custom holder None";
     let named = out.stdout.contains(&line)
         || (!common::NAMES_OTHER_PROCESSES && out.stdout.contains(unknown));
     assert!(named, "{out:?}");
@@ -321,12 +337,12 @@ fn messages_can_be_taken_by_the_program() {
 #[cfg(feature = "tracing")]
 #[test]
 fn messages_are_tracing_events_under_a_subscriber() {
-    let holder = held_by_an_agent("api-unit");
-    let out = common::output(common::spawn_role("tracing"));
+    let holder = held_by_an_agent("api-unit-tracing");
+    let out = common::output(role("tracing"));
     let event = out.stdout.lines().find(|line| line.contains("lockattr:"));
     let event = event.unwrap_or_else(|| panic!("no event: {out:?}"));
     assert!(event.contains("WARN"), "{event}");
-    assert!(event.contains("lock=\"api-unit\""), "{event}");
+    assert!(event.contains("lock=\"api-unit-tracing\""), "{event}");
     assert!(event.contains("file="), "{event}");
     if common::NAMES_OTHER_PROCESSES {
         assert!(

@@ -89,7 +89,10 @@ impl Holder {
     }
 
     // Only where /proc/locks names holders.
-    #[cfg_attr(not(all(target_os = "linux", not(lockattr_portable))), allow(dead_code))]
+    #[cfg_attr(
+        not(all(target_os = "linux", not(lockattr_portable))),
+        allow(dead_code)
+    )]
     pub(crate) fn process(pid: u32, command: Option<String>, uid: Option<u32>) -> Holder {
         Holder::Process {
             pid,

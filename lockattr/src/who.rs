@@ -20,7 +20,10 @@ pub(crate) fn program() -> &'static str {
 
 /// The name of user `uid`, from `/etc/passwd`. Users known only to NSS
 /// (LDAP, systemd-homed) have none here; messages then give the uid alone.
-#[cfg_attr(not(all(target_os = "linux", not(lockattr_portable))), allow(dead_code))]
+#[cfg_attr(
+    not(all(target_os = "linux", not(lockattr_portable))),
+    allow(dead_code)
+)]
 pub(crate) fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
