@@ -55,6 +55,7 @@ fn child() {
         "locker" => locker_role(),
         "async-hold" => async_hold_role(),
         "async-cancel" => async_cancel_role(),
+        "deploy" => deploy_role(),
         other => panic!("unknown role {other:?}"),
     }
 }
@@ -597,6 +598,23 @@ fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
         }
     });
     rx
+}
+
+/// A name made from the arguments maps to the key of the resolved name.
+#[exclusive("pg-deploy-{env}")]
+fn deploy(env: &str) -> Result<(), lockattr::Error> {
+    say(format_args!("DEPLOYING {env}"));
+    let _ = std::io::stdin().read_line(&mut String::new());
+    Ok(())
+}
+
+fn deploy_role() {
+    let env = std::env::var("LOCKATTR_TEST_ENV").expect("LOCKATTR_TEST_ENV");
+    say("READY");
+    match deploy(&env) {
+        Ok(()) => say("DEPLOYED"),
+        Err(err) => say(format_args!("DEPLOY ERR {err}")),
+    }
 }
 
 #[exclusive(ASYNC)]
@@ -1356,4 +1374,37 @@ fn an_unreachable_server_is_an_error_that_says_why() {
             "says why: {message}"
         );
     }
+}
+
+/// `#[exclusive("pg-deploy-{env}")]` on the PostgreSQL backend takes the
+/// key of the resolved name, the one `LockName::from_template` and sqlx
+/// give: plain SQL finds `prod`'s key taken and `staging`'s free.
+#[test]
+fn a_name_from_arguments_locks_the_key_of_the_resolved_name() {
+    let Some(url) = pg::shared("a_name_from_arguments_locks_the_key_of_the_resolved_name") else {
+        return;
+    };
+    let db = pg::Database::create(url, "pg-template");
+    let mut cmd = common::spawn_role("deploy");
+    cmd.env("LOCKATTR_URL", db.url())
+        .env("LOCKATTR_TEST_ENV", "prod/eu");
+    let mut deployer = Kid::start(cmd);
+    deployer.expect("READY");
+    deployer.expect("DEPLOYING");
+    let name = lockattr::LockName::from_template("pg-deploy-{env}", &[("env", &"prod/eu")])
+        .expect("a name");
+    assert_eq!(name.as_str(), "pg-deploy-prod_2Feu");
+    let sql = Sql::connect(db.url());
+    let prod = lockattr::advisory_key(name.as_str());
+    let staging = lockattr::advisory_key("pg-deploy-staging");
+    assert_eq!(
+        sql.value(&format!("SELECT pg_try_advisory_lock({prod})")),
+        "f"
+    );
+    assert_eq!(
+        sql.value(&format!("SELECT pg_try_advisory_lock({staging})")),
+        "t"
+    );
+    deployer.send("");
+    deployer.expect("DEPLOYED");
 }
