@@ -32,17 +32,24 @@ fn child() {
     }
 }
 
-/// A directory visible in every mount namespace these tests make (not
-/// under `/tmp`, which some of them replace), removed when dropped.
+/// A directory visible in every mount namespace these tests make, with a
+/// copy of this test binary in it: under `/run`, not `/tmp`, which some of
+/// them replace (and which may hold the checkout, and so this binary).
+/// Root only; removed when dropped.
 struct Shared(PathBuf);
 
 impl Shared {
     fn new(tag: &str) -> Shared {
         use std::os::unix::fs::PermissionsExt;
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(common::unique_name(tag));
+        let dir = Path::new("/run").join(common::unique_name(tag));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), dir.join("places-test")).unwrap();
         Shared(dir)
+    }
+
+    fn exe(&self) -> PathBuf {
+        self.0.join("places-test")
     }
 }
 
@@ -134,14 +141,15 @@ fn a_private_tmp_splits_the_tmp_fallback_unless_pinned() {
     let shared = Shared::new("privtmp");
     // Both callers: no /run/lock they may use, so the default is /tmp.
     let no_run_lock = "mount -t tmpfs -o mode=0755 none /run/lock";
-    let mut host = in_namespace(no_run_lock, &name, None);
+    let in_namespace = |setup: &str, pin: Option<&Path>| in_namespace(&shared, setup, &name, pin);
+    let mut host = in_namespace(no_run_lock, None);
     let host_file = PathBuf::from(format!("/tmp/{name}.lock"));
     let _remove = RemoveFile(host_file.clone());
     assert_eq!(host.path("path"), host_file);
     assert_eq!(host.lock(), Reply::Held);
 
     let private_tmp = format!("{no_run_lock} && mount -t tmpfs none /tmp");
-    let mut service = in_namespace(&private_tmp, &name, None);
+    let mut service = in_namespace(&private_tmp, None);
     assert_eq!(service.path("path"), host_file, "the same path...");
     assert_eq!(
         service.lock(),
@@ -149,9 +157,9 @@ fn a_private_tmp_splits_the_tmp_fallback_unless_pinned() {
         "...but its own /tmp: the split"
     );
 
-    let mut host_pinned = in_namespace(no_run_lock, &name, Some(&shared.0));
+    let mut host_pinned = in_namespace(no_run_lock, Some(&shared.0));
     assert_eq!(host_pinned.lock(), Reply::Held);
-    let mut service_pinned = in_namespace(&private_tmp, &name, Some(&shared.0));
+    let mut service_pinned = in_namespace(&private_tmp, Some(&shared.0));
     agent::assert_busy_by(
         &service_pinned.lock(),
         host_pinned.pid(),
@@ -169,13 +177,14 @@ impl Drop for RemoveFile {
 }
 
 /// An agent for `name` (default directory, or `pin`) in a new mount
-/// namespace prepared by `setup`. Its pid is that of `unshare`, which
-/// execs the shell, which execs the agent: one process.
-fn in_namespace(setup: &str, name: &str, pin: Option<&Path>) -> Agent {
+/// namespace prepared by `setup`, run from `shared`'s copy of this binary.
+/// Its pid is that of `unshare`, which execs the shell, which execs the
+/// agent: one process.
+fn in_namespace(shared: &Shared, setup: &str, name: &str, pin: Option<&Path>) -> Agent {
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "sh", "-c"])
         .arg(format!("{setup} && exec \"$0\" \"$@\""))
-        .arg(std::env::current_exe().unwrap())
+        .arg(shared.exe())
         .args(common::spawn_role(agent::ROLE).get_args())
         .env_remove(common::RUN_DIR_VAR)
         .env_remove("LOCKATTR_DIR");
