@@ -102,7 +102,7 @@ pub fn resolve(options: &'static Lock, names: &[Name<'_>]) -> Result<Slots, Erro
 
 /// The locks of a sync function whose names are made at each call: all
 /// taken, in order, as the current thread (or task), as `options` say; a
-/// test waits as [`enter`] explains.
+/// test waits as [`enter`](super::enter) explains.
 pub fn enter_names(
     options: &'static Lock,
     names: &[Name<'_>],
