@@ -43,6 +43,7 @@ pub struct Lock {
 impl Lock {
     /// An exclusive lock on `NAME.lock` in the default directory that does
     /// not wait.
+    #[must_use = "a `Lock` does nothing until it is acquired"]
     pub const fn new(name: LockName) -> Lock {
         Lock {
             place: Place::Named {
@@ -55,6 +56,7 @@ impl Lock {
     }
 
     /// A lock on exactly this file, which must be an absolute path.
+    #[must_use = "a `Lock` does nothing until it is acquired"]
     pub const fn at_path(path: &'static str) -> Lock {
         Lock {
             place: Place::Path(path),
@@ -66,6 +68,7 @@ impl Lock {
     /// What `#[exclusive]` uses for names made at each call: the options
     /// alone. Not a stable API.
     #[doc(hidden)]
+    #[must_use = "a `Lock` does nothing until it is acquired"]
     pub const fn __names() -> Lock {
         Lock {
             place: Place::Names { dir: None },
@@ -76,6 +79,7 @@ impl Lock {
 
     /// Puts `NAME.lock` in `dir`, an absolute path, instead of the default
     /// directory. No effect on a lock made with [`Lock::at_path`].
+    #[must_use = "this returns a new `Lock`; the one it is called on is unchanged"]
     pub const fn dir(mut self, dir: &'static str) -> Lock {
         match self.place {
             Place::Named { name, .. } => {
@@ -113,18 +117,21 @@ impl Lock {
 
     /// Takes the lock shared: shared holders run together; an exclusive
     /// holder excludes everyone.
+    #[must_use = "this returns a new `Lock`; the one it is called on is unchanged"]
     pub const fn shared(mut self) -> Lock {
         self.mode = LockMode::Shared;
         self
     }
 
     /// Waits until the lock is free instead of returning busy.
+    #[must_use = "this returns a new `Lock`; the one it is called on is unchanged"]
     pub const fn wait(mut self) -> Lock {
         self.wait = Wait::Forever;
         self
     }
 
     /// Waits at most `limit`, then returns busy.
+    #[must_use = "this returns a new `Lock`; the one it is called on is unchanged"]
     pub const fn wait_for(mut self, limit: Duration) -> Lock {
         self.wait = Wait::For(limit);
         self
@@ -498,6 +505,7 @@ impl std::fmt::Debug for AsyncGuard {
 /// build()?;
 /// # Ok::<(), lockattr::Error>(())
 /// ```
+#[must_use = "the hold is lent only to code run through `Lent::run`"]
 pub fn lend() -> Lent {
     Lent(HolderId::current())
 }
