@@ -137,7 +137,15 @@ impl Lock {
         self
     }
 
-    /// The lock file.
+    /// The lock file: `DIR/NAME.lock`, or the file of [`Lock::at_path`].
+    /// Resolves the default directory (settling it for the process, see
+    /// [`set_default_dir`](crate::set_default_dir)) but opens and creates
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] when the directory (`dir`, `LOCKATTR_DIR`) or
+    /// the path is relative or holds a NUL byte.
     pub fn path(&self) -> Result<PathBuf, Error> {
         self.place.resolve()
     }
@@ -164,8 +172,10 @@ impl Lock {
     /// # Errors
     ///
     /// [`ErrorKind::Unsupported`] where holders cannot be seen (no
-    /// `/proc/locks`); [`ErrorKind::NotRegularFile`] when something else
-    /// stands at the path; a failure to ask the server.
+    /// `/proc/locks`: macOS, the BSDs); [`ErrorKind::NotRegularFile`] when
+    /// something else stands at the path; [`ErrorKind::Config`] as for
+    /// [`Lock::acquire`]; [`ErrorKind::Io`] when the PostgreSQL server
+    /// cannot be asked. A missing lock file is no error: nobody holds it.
     pub fn holders(&self) -> Result<Vec<crate::Holder>, Error> {
         self.slot()?.holders()
     }
@@ -177,10 +187,16 @@ impl Lock {
     /// `#[exclusive(NAME)]` function, `Lock::new(NAME).still_held()` asks
     /// about that function's hold.
     ///
+    /// `Ok(false)` when the caller does not hold the lock, and when it held
+    /// it but lost it: its file deleted or replaced, its database session
+    /// ended.
+    ///
     /// # Errors
     ///
-    /// When the question cannot be answered (the server cannot be reached
-    /// on a live session, the directory cannot be searched).
+    /// When the question cannot be answered: [`ErrorKind::Io`] when the
+    /// path cannot be looked at (its directory is no longer searchable) or
+    /// the server cannot be reached on a session that still looks alive;
+    /// [`ErrorKind::Config`] as for [`Lock::acquire`].
     pub fn still_held(&self) -> Result<bool, Error> {
         self.slot()?.still_held(HolderId::current())
     }
@@ -193,8 +209,9 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Config`] for a lock file (flock has no such number) and
-    /// when the caller does not hold the lock; a failure to ask the server.
+    /// [`ErrorKind::Unsupported`] for a lock file (flock(2) has no such
+    /// number); [`ErrorKind::Config`] when the caller does not hold the
+    /// lock; [`ErrorKind::Io`] when the server cannot be asked.
     pub fn fencing_token(&self) -> Result<u64, Error> {
         self.slot()?.fencing_token(HolderId::current())
     }
@@ -202,6 +219,28 @@ impl Lock {
     /// Takes the lock for this thread, or for the `#[exclusive]` task being
     /// polled, waiting as the lock says. The guard belongs to the thread
     /// (it is not `Send`); in async code use [`Lock::acquire_async`].
+    ///
+    /// A holder that asks again re-enters: the lock is let go when its
+    /// outermost guard drops. What `#[exclusive]` does around a function
+    /// body is this call (see [the attribute's
+    /// page](crate::exclusive#the-hand-written-equivalent)).
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::Busy`]: another holder has it ([`Error::is_busy`]),
+    ///   after waiting as long as [`Lock::wait`] or [`Lock::wait_for`]
+    ///   said. Every other kind is a failure to set the lock up:
+    /// - [`ErrorKind::Io`]: the OS refused to open, create, check or lock
+    ///   the file (a missing directory, a permission, a read-only file
+    ///   system, no descriptor left), or the PostgreSQL server could not be
+    ///   reached; [`Error::os_error`] gives the OS error.
+    /// - [`ErrorKind::NotRegularFile`]: a symbolic link, FIFO, directory,
+    ///   socket or device stands at the lock file's path.
+    /// - [`ErrorKind::WouldDeadlock`]: an exclusive request inside this
+    ///   holder's own shared hold, or a wait beneath a hold of the same lock
+    ///   by this thread (an async fn driven by `block_on` inside it).
+    /// - [`ErrorKind::Config`]: a relative `dir` or `LOCKATTR_DIR`, or a
+    ///   `LOCKATTR_URL` this build cannot honour.
     pub fn acquire(&self) -> Result<Guard, Error> {
         let hold = self.take(self.slot()?, HolderId::current())?;
         Ok(Guard {
@@ -411,7 +450,7 @@ impl Guard {
     ///
     /// # Errors
     ///
-    /// When the question cannot be answered.
+    /// As [`Lock::still_held`]: when the question cannot be answered.
     pub fn still_held(&self) -> Result<bool, Error> {
         self.hold.slot.still_held(self.hold.holder)
     }
@@ -456,7 +495,7 @@ impl AsyncGuard {
     ///
     /// # Errors
     ///
-    /// When the question cannot be answered.
+    /// As [`Lock::still_held`]: when the question cannot be answered.
     pub fn still_held(&self) -> Result<bool, Error> {
         self.hold.slot.still_held(self.hold.holder)
     }

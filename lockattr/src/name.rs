@@ -33,7 +33,12 @@ impl LockName {
     ///
     /// # Panics
     ///
-    /// When `name` breaks one of the rules; the message says which.
+    /// When `name` breaks one of the rules; the message says which. In a
+    /// `const` item (`const DEPLOY: LockName = LockName::new("...")`) or a
+    /// `const { }` block, the panic happens while compiling, so a bad name
+    /// never reaches a running program; elsewhere it panics at run time.
+    /// For a name from a flag or a file, use [`LockName::parse`], which
+    /// returns an error instead.
     #[track_caller]
     pub const fn new(name: &'static str) -> LockName {
         match check(name) {
@@ -42,7 +47,19 @@ impl LockName {
         }
     }
 
-    /// Checks a name known only at run time.
+    /// Checks `name` without panicking, also in a `const fn`. For a name
+    /// made at run time (a `String`), use [`LockName::parse`].
+    ///
+    /// ```
+    /// use lockattr::{LockName, NameError};
+    ///
+    /// assert!(LockName::try_new("deploy-prod").is_ok());
+    /// assert_eq!(LockName::try_new(".hidden"), Err(NameError::LeadingDot));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The [`NameError`] of the first rule `name` breaks.
     pub const fn try_new(name: &'static str) -> Result<LockName, NameError> {
         match check(name) {
             Ok(()) => Ok(LockName(name)),

@@ -434,12 +434,13 @@ impl Slot {
         }
     }
 
-    /// Why waiting may need a thread: flock(2) blocks in the kernel and only
+    /// Why waiting needs a thread: flock(2) blocks in the kernel and only
     /// a signal could interrupt it (lockattr sends none), and a database
-    /// wait blocks on its connection. A sync wait without a deadline simply
-    /// blocks in the backend itself. Every other wait (with a deadline, or
-    /// async) waits in the slot — threads on the condvar, tasks by waker —
-    /// while one thread per busy lock waits in the backend with the slot's
+    /// wait blocks on its connection. So every wait (sync or async, with a
+    /// deadline or without) waits in the slot — threads on the condvar,
+    /// tasks by waker, so that a waiter itself says the "still waiting"
+    /// notice — while
+    /// one thread per busy lock waits in the backend with the slot's
     /// own handle. When the backend grants the lock, that thread parks it in
     /// the slot and wakes the waiters; the first compatible one takes it. If
     /// every waiter gave up meanwhile, the lock is let go at once: a
