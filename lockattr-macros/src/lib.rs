@@ -7,8 +7,9 @@ mod template;
 
 use proc_macro::TokenStream;
 
-/// Runs the function only while it holds a cross-process lock; see the
-/// `lockattr` crate.
+// Documented where users find it, on its re-export `lockattr::exclusive`
+// (`lockattr/src/exclusive.md`). No doc comment here: rustdoc would append
+// it to that page.
 #[proc_macro_attribute]
 pub fn exclusive(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::exclusive(args.into(), item.into()).into()

@@ -1,154 +1,116 @@
-//! `#[exclusive]` keeps commands of a tool from running at the same time,
-//! across processes and users of one host.
+//! `#[exclusive("build-deploy")]` makes a function run only while it holds a
+//! cross-process lock, so the commands of a tool (a CI/CD helper, an ops CLI,
+//! a cron job) never overlap on one host, whoever starts them: a pipeline or
+//! a person, root or an ordinary user. When another holder has the lock, the
+//! function returns at once in the way you chose, instead of overlapping,
+//! hanging or panicking. The lock is flock(2) on `DIR/NAME.lock`, so shell
+//! scripts share it through `flock(1)`.
 //!
 //! ```
 //! # let _dir = lockattr::__private::doc_dir();
-//! use lockattr::exclusive;
+//! use lockattr::{exclusive, LockName};
 //!
-//! #[exclusive("doc-build-deploy")]
-//! fn build() -> Result<(), lockattr::Error> {
-//!     // compile; a `deploy` in another process is refused meanwhile
-//!     Ok(())
+//! // Declared once: a typo in one of the annotations does not compile.
+//! const BUILD_DEPLOY: LockName = LockName::new("build-deploy");
+//!
+//! #[exclusive(BUILD_DEPLOY)]
+//! fn build() {
+//!     // compile: when a deploy runs, this prints one line and returns instead
 //! }
 //!
-//! #[exclusive("doc-build-deploy")]
-//! fn deploy() -> Result<&'static str, lockattr::Error> {
-//!     build()?; // nested: this thread holds the lock already, so it re-enters
+//! #[exclusive(BUILD_DEPLOY)]
+//! fn deploy() -> anyhow::Result<&'static str> {
+//!     build(); // nested on the same thread: re-enters, never deadlocks
+//!     // tag, package, ship: when a build runs, this returns Err (busy)
 //!     Ok("shipped")
 //! }
 //!
-//! assert_eq!(deploy()?, "shipped");
-//! # Ok::<(), lockattr::Error>(())
-//! ```
-//!
-//! The function runs only while it holds an flock(2) lock on
-//! `DIR/NAME.lock`. When another holder has it, the function returns at once
-//! with the busy outcome: for `()` one line on stderr; for `Result<T, E>`
-//! with `E: From<lockattr::Error>`, `Err`; or whatever `on_busy = EXPR`
-//! says. A failure to set the lock up (missing directory, permission) is an
-//! error, never "busy".
-//!
-//! On a `#[test]` or `#[tokio::test]` function without `wait`,
-//! `wait = "DUR"` or `on_busy`, the attribute waits for the lock instead, in
-//! either attribute order: a test never passes without running, and tests
-//! that share a resource take turns across test binaries and processes.
-//!
-//! The attribute is sugar for [`Lock::acquire`]; `build` above behaves as:
-//!
-//! ```
-//! # let _dir = lockattr::__private::doc_dir();
-//! use lockattr::{Lock, LockName};
-//!
-//! const BUILD_DEPLOY: Lock = Lock::new(LockName::new("doc-build-deploy"));
-//!
-//! fn build() -> Result<(), lockattr::Error> {
-//!     let _guard = BUILD_DEPLOY.acquire()?;
-//!     Ok(())
-//! }
-//! # build()?;
-//! # Ok::<(), lockattr::Error>(())
-//! ```
-//!
-//! # Options
-//!
-//! ```text
-//! #[exclusive(NAME [, option]...)]
-//! #[exclusive(path = "/abs/file.lock" [, option]...)]
-//! ```
-//!
-//! NAME is a string literal or a `const` made with [`LockName::new`]. The
-//! options are `on_busy = EXPR`, `wait`, `wait = "DUR"` (`"250ms"`, `"30s"`,
-//! `"5m"`, `"1h"`), `shared`, `dir = "/abs/dir"` and `crate = "path"`; see
-//! the README for each.
-//!
-//! # Names from arguments
-//!
-//! `#[exclusive("deploy-{env}")]` takes the lock of the value of the
-//! parameter `env` (`{self.field}` for a field of the receiver): deploys to
-//! two environments run side by side, two to one exclude each other. A
-//! value is escaped, never trusted: every byte other than an ASCII letter
-//! or digit becomes `_` and two upper-case hex digits, an empty value is a
-//! lone `_`; so a value cannot leave the lock directory or make a hidden
-//! name, and two values never share a file (placeholders must be apart by
-//! a `-` or `.`, which no escaped value contains). Longer than 200 bytes is
-//! an error. [`LockName::from_template`] is the same mapping at run time.
-//!
-//! ```
-//! # let _dir = lockattr::__private::doc_dir();
-//! use lockattr::{LockName, exclusive};
-//!
-//! #[exclusive("doc-deploy-{env}")]
-//! fn deploy(env: &str) -> Result<&str, lockattr::Error> {
-//!     Ok(env)
+//! #[exclusive(BUILD_DEPLOY, wait = "5m")]
+//! fn deploy_when_free() -> anyhow::Result<&'static str> {
+//!     deploy() // waits up to five minutes for a running build
 //! }
 //!
-//! assert_eq!(deploy("prod/eu")?, "prod/eu");
-//! let name = LockName::from_template("doc-deploy-{env}", &[("env", &"prod/eu")])?;
-//! assert_eq!(name.as_str(), "doc-deploy-prod_2Feu");
-//! # Ok::<(), lockattr::Error>(())
+//! assert_eq!(deploy_when_free()?, "shipped");
+//! # Ok::<(), anyhow::Error>(())
 //! ```
 //!
-//! Several names, `#[exclusive("artifacts", "deploy-{env}")]`, are all
-//! taken, always in the order of their files' paths (or database keys), so
-//! two functions that name them in different orders cannot deadlock.
+//! The attribute's page, [`#[exclusive]`](macro@exclusive), is the
+//! reference: its syntax, names, every option, what a function returns when
+//! busy or when the lock cannot be set up, the lock file, and the rules
+//! inside one process. In short:
 //!
-//! # Files
-//!
-//! The lock file is `DIR/NAME.lock`. DIR is the `dir` option if given; else
-//! `$LOCKATTR_DIR` if set and not empty (read once per process); else
-//! `/run/lock` if it is a world-writable sticky directory; else `/tmp`.
-//! [`lock_path`] tells a shell script which file to hand to `flock(1)`.
-//!
-//! The file is created with mode 0644 whatever the umask (and no other user
-//! ever sees it with a narrower one), opened read-only (so
-//! `fs.protected_regular` does not stop root from opening a file another
-//! user created), never through a symlink, only if it is a regular file,
-//! and never deleted. After locking, the path must still name the locked
-//! file, else the lock starts over: that protects a caller that opened the
-//! file just before it was replaced. A file deleted or replaced *while
-//! held* cannot be protected by flock: the next caller locks a new file and
-//! runs beside the holder. The holder notices when it lets go and prints a
-//! loud warning; lock files must never be removed (`rm /run/lock/*.lock`,
-//! `/tmp` cleaners).
-//!
-//! [`set_default_dir`] pins a program's default directory, so that a caller
-//! with `LOCKATTR_DIR` set and one without (or a service with a private
-//! `/tmp`) cannot end up locking different files. [`close_idle`] closes the
-//! descriptors kept open between holds.
-//!
-//! # Shell scripts
-//!
-//! `lockattr::exit_code(run())` at the end of `main` exits 0 when the
-//! function ran, [`EXIT_BUSY`] (75, `EX_TEMPFAIL`) when its lock was busy
-//! and 1 when it failed, so `tool build && tool deploy` stops after a
-//! skipped build. [`lock_path`] gives a script the lock file for `flock(1)`.
+//! - **Busy is not failure.** Without `on_busy`, the return type decides: a
+//!   `()` function prints one line on stderr and returns; a
+//!   `Result<T, E>` function with `E: From<lockattr::Error>` returns `Err`,
+//!   and [`Error::is_busy`] tells busy from a failure to set the lock up (a
+//!   missing directory, a permission), which is never reported as busy. See
+//!   [busy and failure](macro@exclusive#busy-and-failure).
+//! - **Options**: `on_busy = EXPR` or `on_busy = |err| ...`, `wait`,
+//!   `wait = "30s"`, `shared`, `dir = "/abs/dir"`, `path = "/abs/file.lock"`,
+//!   `crate = "path"` ([options](macro@exclusive#options)). Names can come
+//!   from the arguments, `#[exclusive("deploy-{env}")]`, and several names
+//!   are taken in one global order ([names](macro@exclusive#names)).
+//! - **The lock file** is `DIR/NAME.lock` in `dir`, the directory given to
+//!   [`set_default_dir`], `$LOCKATTR_DIR`, `/run/lock` or `/tmp`; created
+//!   mode 0644 whatever the umask, opened read-only (so root can lock a file
+//!   another user created, even under `fs.protected_regular`), never through
+//!   a symlink, never deleted ([the lock file](macro@exclusive#the-lock-file)).
+//! - **Shell scripts**: `lockattr::exit_code(run())` at the end of `main`
+//!   exits [`EXIT_BUSY`] (75) when the lock was busy and 1 when it failed
+//!   ([what a shell sees](macro@exclusive#what-a-shell-sees));
+//!   [`lock_path`] gives a script the file to hand to `flock(1)`.
+//! - **Inside one process**, threads and async tasks exclude each other like
+//!   processes, and a nested call re-enters
+//!   ([inside one process](macro@exclusive#inside-one-process)); `#[test]`
+//!   functions wait for the lock instead of passing without running.
+//! - **By hand**: [`Lock`] with [`Lock::acquire`] or [`Lock::acquire_async`]
+//!   is what the attribute expands to; [`Lock::holders`] says who holds a
+//!   lock without taking it, [`lend`] lends a hold to scoped threads, and
+//!   [`set_messages`] sends lockattr's own lines (busy, waiting, lost)
+//!   elsewhere than stderr.
+//! - **Platforms**: Linux is the reference; macOS and the BSDs build and
+//!   work without the Linux-only extras (a busy lock's holder is then
+//!   "unknown"); other targets get one compile error.
 //!
 //! # Many hosts
 //!
 //! Built with the `postgres` feature, a process whose `LOCKATTR_URL` (read
 //! once per process) is `postgres://...` takes PostgreSQL session advisory
 //! locks instead of files, so runners on different machines exclude each
-//! other through one server; the README's "Many hosts" says how, and what
-//! to watch for. A holder cut off from the server is told (a warning on
-//! stderr; [`Guard::still_held`] says false) within about 8 s, before the
-//! server lets another holder in, 14 to 16 s after the cut;
-//! [`Guard::fencing_token`] lets the protected system refuse a holder that
-//! has not noticed yet. When `LOCKATTR_URL` is set and this build cannot
-//! honour it, every lock is an error rather than a silent fall back to a
-//! local file.
+//! other through one server, with the same attribute, options and outcomes;
+//! the README's "Many hosts" says how, and what to watch for. A holder cut
+//! off from the server is told (a warning on stderr; [`Guard::still_held`]
+//! says false) within about 8 s, before the server lets another holder in,
+//! 14 to 16 s after the cut; [`Guard::fencing_token`] lets the protected
+//! system refuse a holder that has not noticed yet. When `LOCKATTR_URL` is
+//! set and this build cannot honour it, every lock is an error rather than
+//! a silent fall back to a local file.
 //!
-//! # Inside one process
+//! # Why flock
 //!
-//! Threads exclude each other as processes do; a nested call on a thread
-//! that holds the lock re-enters. In async code the holder is the task: the
-//! outermost `#[exclusive]` future and everything polled inside it (nested
-//! `#[exclusive]` calls, branches of a `join!`) share its hold, while a
-//! spawned task is another holder. A future is part of the task in which it
-//! is first polled. A guard from [`Lock::acquire`] belongs to its thread and
-//! is not `Send`. A sync hold and an `#[exclusive]` async fn driven by
-//! `block_on` beneath it are two holders: it reports busy, and a wait there
-//! is refused ([`ErrorKind::WouldDeadlock`]) rather than hang. After
-//! `fork()` the child is another holder.
+//! The Python recipe this crate grew from weighed a TCP port bound on
+//! loopback and a unix socket before it chose flock(2), and a pid file is
+//! the other classic. A flock comes free when its holder dies, even by
+//! SIGKILL (within about 0.3 ms on the benchmark machine, as fast as a
+//! bound port), takes any file name, reaches every user and container that
+//! can open the file, and is understood by `flock(1)` and every language; a
+//! waiter sleeps in the kernel instead of polling, and readers can share
+//! it. A port is a number to reserve and, like an abstract socket (Linux
+//! only), ends at a network namespace; a pid file, like the recipe's socket
+//! file, stays behind when its holder is killed. The README's "Why flock"
+//! has the comparison and `BENCHMARKS.md` the figures.
+//!
+//! # Caveats
+//!
+//! flock(2) is advisory: it stops only programs that take the lock too. It
+//! reaches one host (on NFS it is at best emulated); across machines, lock
+//! on a PostgreSQL server. Anyone who can open the lock file can hold the
+//! lock; where that matters, use a `dir` that only the right users can
+//! write. Callers that resolve different directories (one with
+//! `LOCKATTR_DIR` set, one without; a service with a private `/tmp`) do not
+//! exclude each other: pin the directory with `dir` or [`set_default_dir`].
+//! A lock file deleted while held cannot protect its holder, which says so
+//! loudly when it lets go.
 
 #![deny(missing_docs)]
 
@@ -208,6 +170,7 @@ pub use error::{Error, ErrorKind, Holder};
 pub use exit::{EXIT_BUSY, exit_code};
 #[cfg(unix)]
 pub use lock::{AsyncGuard, Guard, Hold, Lent, Lock, close_idle, lend, lock_path};
+#[doc = include_str!("exclusive.md")]
 #[doc(inline)]
 pub use lockattr_macros::exclusive;
 #[cfg(unix)]
