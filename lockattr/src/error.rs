@@ -27,7 +27,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The configuration cannot work: a relative `LOCKATTR_DIR` or `dir`,
     /// a bad run-time lock name, or `LOCKATTR_URL` set in a binary that
-    /// cannot honour it.
+    /// cannot honour it; or a question only a holder may ask (a fencing
+    /// token) asked by a caller that does not hold the lock.
     Config,
 }
 

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 /// A lock and how to take it: what `#[exclusive(...)]` expands to.
 ///
-/// Every builder method is `const`, so a lock can be declared once:
+/// Its builders are `const fn`s (all but [`Lock::in_dir`] and
+/// [`Lock::at_file`], which take paths known only at run time), so a lock
+/// can be declared once:
 ///
 /// ```
 /// # let _dir = lockattr::__private::doc_dir();
