@@ -10,7 +10,6 @@ mod common;
 use agent::{Agent, Reply, TempDir};
 use common::Kid;
 use lockattr::{ErrorKind, Holder, Lock, LockName, Message, Messages, exclusive};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -89,15 +88,6 @@ fn many_waiters() -> Result<(), lockattr::Error> {
 
 // ------------------------------------------------- looking without taking
 
-/// The open descriptors of this process on `path`.
-fn descriptors_on(path: &Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| target == path)
-        .count()
-}
-
 /// `Lock::holders`: empty and no file made when nobody holds it; the
 /// holder's pid, command and user when another process does; every shared
 /// holder; this process as `ThisProcess`. Never a descriptor of its own on
@@ -142,7 +132,11 @@ fn holders_are_seen_without_taking_the_lock() {
         other => panic!("expected the agent, got {other:?}"),
     }
     assert!(holders[0].to_string().contains(&format!("pid {}", a.pid())));
-    assert_eq!(descriptors_on(&path), 0, "looking opened the lock file");
+    assert_eq!(
+        common::descriptors_on(&path),
+        0,
+        "looking opened the lock file"
+    );
     let mut other = Agent::start("status", Some(dir.path()));
     assert!(
         matches!(other.lock(), Reply::Busy(_)),

@@ -11,14 +11,6 @@ fn open_descriptors() -> usize {
         .count()
 }
 
-fn descriptors_on(path: &std::path::Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| target == path)
-        .count()
-}
-
 // One test, in this order: only the first 64 lock files of a process keep
 // their descriptor, so the many-names part must come after the kept one.
 #[test]
@@ -58,13 +50,13 @@ fn a_kept_descriptor_is_one_per_file_and_reused() {
         drop(lock.acquire().expect("uncontended lock"));
     }
     assert_eq!(
-        descriptors_on(&path),
+        common::descriptors_on(&path),
         1,
         "one descriptor kept between holds"
     );
     let outer = lock.acquire().expect("lock");
     let inner = lock.acquire().expect("re-entry on the same thread");
-    assert_eq!(descriptors_on(&path), 1, "re-entry opens nothing");
+    assert_eq!(common::descriptors_on(&path), 1, "re-entry opens nothing");
     drop((inner, outer));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -322,14 +322,6 @@ fn lock_path_with_a_relative_dir_names_the_lock() {
 
 // ----------------------------------------------------------- close_idle
 
-fn descriptors_on(path: &Path) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| target == path)
-        .count()
-}
-
 /// A lock file's descriptor stays open between holds until `close_idle`;
 /// a lock held at that moment keeps its own.
 #[test]
@@ -341,11 +333,15 @@ fn close_idle_closes_kept_descriptors_of_idle_locks_only() {
     let held_path = held.path().unwrap();
     drop(idle.acquire().unwrap());
     let guard = held.acquire().unwrap();
-    assert_eq!(descriptors_on(&idle_path), 1, "kept between holds");
+    assert_eq!(common::descriptors_on(&idle_path), 1, "kept between holds");
     lockattr::close_idle();
-    assert_eq!(descriptors_on(&idle_path), 0, "closed by close_idle");
     assert_eq!(
-        descriptors_on(&held_path),
+        common::descriptors_on(&idle_path),
+        0,
+        "closed by close_idle"
+    );
+    assert_eq!(
+        common::descriptors_on(&held_path),
         1,
         "a held lock keeps its descriptor"
     );

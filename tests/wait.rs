@@ -990,17 +990,6 @@ fn take_turn_opening_once(turns: &Turns, me: usize) -> Result<(), Error> {
     turns.take(me)
 }
 
-/// The descriptors of this process open on `path`.
-fn descriptors_on(path: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    entries
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter(|target| target == path)
-        .count()
-}
-
 /// What [`wait_in_turn`] saw.
 struct TurnsSeen {
     order: Vec<usize>,
@@ -1037,7 +1026,7 @@ fn wait_in_turn(name: &str, turn: fn(&Turns, usize) -> Result<(), Error>) -> Tur
         move || {
             let (mut most_fds, mut most_requests) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
-                most_fds = most_fds.max(descriptors_on(&path));
+                most_fds = most_fds.max(common::descriptors_on(&path));
                 let ours = flocks(&path).iter().filter(|(pid, _)| *pid == me).count();
                 most_requests = most_requests.max(ours);
                 std::thread::sleep(Duration::from_micros(200));

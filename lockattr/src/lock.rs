@@ -442,29 +442,36 @@ pub struct Guard {
     _thread: PhantomData<*const ()>,
 }
 
+/// What both guards tell about their hold.
+macro_rules! hold_methods {
+    () => {
+        /// The lock file; `None` for a lock on a PostgreSQL server.
+        pub fn path(&self) -> Option<&Path> {
+            self.hold.slot.path()
+        }
+
+        /// Whether this guard's lock is still held (see [`Lock::still_held`]).
+        ///
+        /// # Errors
+        ///
+        /// As [`Lock::still_held`]: when the question cannot be answered.
+        pub fn still_held(&self) -> Result<bool, Error> {
+            self.hold.slot.still_held(self.hold.holder)
+        }
+
+        /// The fencing token of this hold (see [`Lock::fencing_token`]).
+        ///
+        /// # Errors
+        ///
+        /// As [`Lock::fencing_token`].
+        pub fn fencing_token(&self) -> Result<u64, Error> {
+            self.hold.slot.fencing_token(self.hold.holder)
+        }
+    };
+}
+
 impl Guard {
-    /// The lock file; `None` for a lock on a PostgreSQL server.
-    pub fn path(&self) -> Option<&Path> {
-        self.hold.slot.path()
-    }
-
-    /// Whether this guard's lock is still held (see [`Lock::still_held`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::still_held`]: when the question cannot be answered.
-    pub fn still_held(&self) -> Result<bool, Error> {
-        self.hold.slot.still_held(self.hold.holder)
-    }
-
-    /// The fencing token of this hold (see [`Lock::fencing_token`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::fencing_token`].
-    pub fn fencing_token(&self) -> Result<u64, Error> {
-        self.hold.slot.fencing_token(self.hold.holder)
-    }
+    hold_methods!();
 }
 
 impl std::fmt::Debug for Guard {
@@ -488,28 +495,7 @@ impl AsyncGuard {
         Scoped::new(self.hold.holder, fut)
     }
 
-    /// The lock file; `None` for a lock on a PostgreSQL server.
-    pub fn path(&self) -> Option<&Path> {
-        self.hold.slot.path()
-    }
-
-    /// Whether this guard's lock is still held (see [`Lock::still_held`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::still_held`]: when the question cannot be answered.
-    pub fn still_held(&self) -> Result<bool, Error> {
-        self.hold.slot.still_held(self.hold.holder)
-    }
-
-    /// The fencing token of this hold (see [`Lock::fencing_token`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`Lock::fencing_token`].
-    pub fn fencing_token(&self) -> Result<u64, Error> {
-        self.hold.slot.fencing_token(self.hold.holder)
-    }
+    hold_methods!();
 }
 
 impl std::fmt::Debug for AsyncGuard {

@@ -576,3 +576,12 @@ pub fn until_blocked_in_kernel(path: &Path, pid: u32) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// How many descriptors this process has open on `path`.
+pub fn descriptors_on(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
+}
