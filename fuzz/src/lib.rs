@@ -15,7 +15,10 @@ pub mod generate;
 
 use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
+use std::panic::{self, AssertUnwindSafe};
 use std::str::FromStr;
+use std::sync::{Mutex, mpsc};
+use std::thread;
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Signature, Visibility};
 
@@ -52,41 +55,62 @@ pub fn check_structured(data: &[u8]) -> Outcome {
 
 /// Lexes both as a compiler would, then [`check`]s.
 pub fn check_source(args: &str, item: &str) -> Outcome {
+    let (args, item) = (args.to_owned(), item.to_owned());
     on_big_stack(
-        || match (TokenStream::from_str(args), TokenStream::from_str(item)) {
+        move || match (TokenStream::from_str(&args), TokenStream::from_str(&item)) {
             (Ok(args), Ok(item)) => check(args, item),
             _ => Outcome::Unlexable,
         },
     )
 }
 
-/// Runs `f` on a thread with a 256 MiB stack. syn parses by recursive
-/// descent, so an `on_busy` expression nested a thousand deep (700 is
-/// fine), or a return type nested two hundred deep (150 is fine), overflows
-/// the stack of rustc running the macro: a limit of every syn-based macro,
-/// reported once. Inputs of a few KiB nest deeper than that, and the
-/// fuzzer would find nothing else while they overflow.
-fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .stack_size(256 << 20)
-            .spawn_scoped(scope, f)
-            .expect("a thread for the check");
-        worker
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
-}
-
 /// The attribute's output for source text, for looking at an input.
 pub fn expansion(args: &str, item: &str) -> Option<String> {
-    on_big_stack(|| {
+    let (args, item) = (args.to_owned(), item.to_owned());
+    on_big_stack(move || {
         let (args, item) = (
-            TokenStream::from_str(args).ok()?,
-            TokenStream::from_str(item).ok()?,
+            TokenStream::from_str(&args).ok()?,
+            TokenStream::from_str(&item).ok()?,
         );
         Some(expand::exclusive(args, item).to_string())
     })
+}
+
+/// Runs `f` on one long-lived thread with a 256 MiB stack (a thread per
+/// input costs more than most inputs). syn parses by recursive descent, so
+/// an `on_busy` expression nested a thousand deep (700 is fine), or a
+/// return type nested two hundred deep (150 is fine), overflows the stack
+/// of rustc running the macro: a limit of every syn-based macro, reported
+/// once. Inputs of a few KiB nest deeper than that, and the fuzzer would
+/// find nothing else while they overflow.
+fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    type Job = Box<dyn FnOnce() + Send>;
+    static WORKER: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+    let (answer, answered) = mpsc::channel();
+    let job: Job = Box::new(move || {
+        // Under libFuzzer a panic aborts before it unwinds; in the replay
+        // test it comes back to the caller's thread.
+        let _ = answer.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    {
+        let mut worker = WORKER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let jobs = worker.get_or_insert_with(|| {
+            let (jobs, queue) = mpsc::channel::<Job>();
+            thread::Builder::new()
+                .name("check".to_owned())
+                .stack_size(256 << 20)
+                .spawn(move || queue.into_iter().for_each(|job| job()))
+                .expect("a thread for the checks");
+            jobs
+        });
+        jobs.send(job).expect("the checking thread is running");
+    }
+    match answered.recv().expect("the checking thread answers") {
+        Ok(value) => value,
+        Err(panic) => panic::resume_unwind(panic),
+    }
 }
 
 /// Runs the attribute on `args` and `item` and panics, with both in the
@@ -337,6 +361,13 @@ mod tests {
             .into_iter()
             .collect();
         assert!(!compile_errors(&not));
+    }
+
+    #[test]
+    fn panics_come_back_and_the_thread_goes_on() {
+        let panic = panic::catch_unwind(|| on_big_stack(|| panic!("boom"))).unwrap_err();
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"boom"));
+        assert_eq!(on_big_stack(|| 2 + 2), 4);
     }
 
     #[test]
