@@ -533,3 +533,30 @@ fn names_and_directories_known_at_run_time() {
     assert!(relative.to_string().contains("relative"), "{relative}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+struct Typed {
+    r#type: String,
+}
+
+impl Typed {
+    #[exclusive("names-typed-{self.r#type}")]
+    fn run(&self) -> Result<String, lockattr::Error> {
+        Ok(self.r#type.clone())
+    }
+}
+
+#[exclusive("names-kind-{type}")]
+fn kind(r#type: &str) -> Result<&str, lockattr::Error> {
+    Ok(r#type)
+}
+
+/// A parameter or field named by a keyword (`r#type`): `{type}` and
+/// `{self.r#type}` reach it.
+#[test]
+fn raw_identifiers_in_placeholders() {
+    assert_eq!(kind("cron").unwrap(), "cron");
+    let typed = Typed {
+        r#type: "nightly".into(),
+    };
+    assert_eq!(typed.run().unwrap(), "nightly");
+}

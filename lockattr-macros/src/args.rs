@@ -150,7 +150,15 @@ impl Parse for Args {
                     input,
                     "the path of the lockattr crate, as in `crate = \"my_tool::lockattr\"`",
                 )?;
-                args.krate = Some(path.parse()?);
+                // A module path (`my_tool::lockattr`): it goes into `use`
+                // and `::` paths, where generic arguments cannot.
+                let parsed = path.parse_with(syn::Path::parse_mod_style);
+                args.krate = Some(parsed.map_err(|_| {
+                    Error::new(
+                        path.span(),
+                        "`crate` takes the module path of the lockattr crate, as in `crate = \"my_tool::lockattr\"`",
+                    )
+                })?);
                 "crate"
             } else if input.peek(kw::path) {
                 let text = match args.targets[0] {
@@ -259,6 +267,14 @@ fn parse_target(input: ParseStream<'_>) -> syn::Result<Target> {
                     "a lock name goes in quotes: write `\"{word}\"`; or, to name a constant, declare it in upper case with `lockattr::LockName::new`, as in `const {upper}: lockattr::LockName = lockattr::LockName::new(\"{word}\");`",
                     upper = word.to_ascii_uppercase(),
                 ),
+            ));
+        }
+        // Generic arguments (`X<u8>`) would land where only an expression
+        // path fits; a lock name's constant needs none.
+        if let Some(segment) = path.segments.iter().find(|s| !s.arguments.is_none()) {
+            return Err(Error::new_spanned(
+                segment,
+                "a lock name's constant is a plain path, as in `BUILD_DEPLOY` or `Self::NAME`, without generic arguments",
             ));
         }
         return Ok(Target::Const(path));

@@ -481,7 +481,9 @@ fn dynamic_names(
                         Piece::Param(name) => placeholder_value(param(sig, lit, name)?, private),
                         Piece::Field(field) => {
                             let receiver = receiver(sig, lit, field)?;
-                            let field = syn::Ident::new(field, lit.span());
+                            // Checked in `template.rs`: an identifier.
+                            let mut field: syn::Ident = syn::parse_str(field)?;
+                            field.set_span(lit.span());
                             placeholder_value(quote!(#receiver.#field), private)
                         }
                     })
@@ -522,7 +524,10 @@ fn placeholder_value(value: TokenStream, private: &TokenStream) -> syn::Result<T
 fn param(sig: &Signature, lit: &syn::LitStr, name: &str) -> syn::Result<TokenStream> {
     let found = sig.inputs.iter().find_map(|input| match input {
         syn::FnArg::Typed(typed) => match &*typed.pat {
-            syn::Pat::Ident(pat) if pat.ident == name => Some(pat.ident.to_token_stream()),
+            // `{type}` and `{r#type}` both name a parameter `r#type`.
+            syn::Pat::Ident(pat) if unraw(&pat.ident) == name.trim_start_matches("r#") => {
+                Some(pat.ident.to_token_stream())
+            }
             _ => None,
         },
         syn::FnArg::Receiver(_) => None,
@@ -551,6 +556,10 @@ fn param(sig: &Signature, lit: &syn::LitStr, name: &str) -> syn::Result<TokenStr
             ),
         )
     })
+}
+
+fn unraw(ident: &syn::Ident) -> String {
+    syn::ext::IdentExt::unraw(ident).to_string()
 }
 
 /// The receiver a `{self.field}` placeholder needs.

@@ -77,19 +77,15 @@ fn placeholder(lit: &LitStr, inside: &str, span: std::ops::Range<usize>) -> syn:
             "this placeholder is empty; name a parameter, as in `{env}`",
         ));
     }
-    let ident = |s: &str| {
-        let mut chars = s.chars();
-        chars
-            .next()
-            .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
-            && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-    };
+    // An identifier as Rust reads it, raw ones allowed (`{r#type}`); a
+    // parameter may be named by the keyword it is (`{type}` for `r#type`).
+    let ident = |s: &str| syn::parse_str::<syn::Ident>(s).is_ok();
     if let Some(field) = inside.strip_prefix("self.")
         && ident(field)
     {
         return Ok(Piece::Field(field.to_owned()));
     }
-    if ident(inside) {
+    if ident(inside) || ident(&format!("r#{inside}")) {
         return Ok(Piece::Param(inside.to_owned()));
     }
     Err(error(
