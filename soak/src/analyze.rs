@@ -1,0 +1,790 @@
+//! The replay: reads the journal after the run and decides, without trusting
+//! lockattr, whether two bodies ever ran at once, whether an update of the
+//! counter was lost, and whether each such thing is explained by an event
+//! that lockattr documents it cannot prevent.
+//!
+//! The one such event is the lock file removed or replaced while held: the
+//! holder keeps its flock on a file that has no name any more, and the next
+//! caller locks the new file. An overlap of bodies A and B is explained only
+//! if they held flocks on two different files (the kernel says which, at
+//! entry: `held.rs`), and the file of one of them, say A, was removed after
+//! A's process began holding it and before B began. "Began holding" is the
+//! start of the process's hold of that file: bodies of one process on one
+//! file that overlap share one hold (shared holders join it without looking
+//! at the path again). lockattr checks the path after it locks, and the body
+//! writes its entry right after lockattr returns; a removal in that short
+//! gap is also one it cannot see, so a removal up to [`SLACK`] before the
+//! hold began (plus any time the process spent stopped by the chaos loop)
+//! still counts as "while held". A removal earlier than that, before the
+//! lock was taken, is exactly what the path check exists for: an overlap
+//! it leads to is a failure.
+
+use crate::fileid;
+use crate::journal::{Exit, Kind, Oops, Record, flag};
+use crate::shm;
+use crate::way::{OUTCOMES, Outcome, Patience, WAYS, Way};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// How long before its hold began (as the journal sees it) a removal still
+/// counts as made while held.
+pub const SLACK: u64 = 1_000_000_000;
+
+/// One process in a slot: when it was killed and stopped.
+#[derive(Default, Debug)]
+struct Proc {
+    flags: u8,
+    kill: Option<u64>,
+    reap: Option<u64>,
+    stop_open: Option<u64>,
+    stops: Vec<(u64, u64)>,
+}
+
+impl Proc {
+    /// Time stopped within `from..to`.
+    fn stopped_within(&self, from: u64, to: u64) -> u64 {
+        self.stops
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct Body {
+    pub id: u64,
+    pub slot: u8,
+    pub inc: u32,
+    pub lane: u8,
+    pub way: Way,
+    pub exclusive: bool,
+    /// For a nested body, the body it is nested in.
+    pub outer: Option<u64>,
+    pub t0: u64,
+    pub end: u64,
+    pub exit: Option<Exit>,
+    pub killed: bool,
+    pub vanished: bool,
+    pub file: u64,
+    pub wait: u64,
+    pub bits: (u64, u64),
+    pub no_flock: bool,
+    pub wrong_mode: bool,
+    /// Exclusive: read, writer read, written (0: none).
+    pub rmw: (u64, u64, u64),
+    /// Shared: the counter at entry and at exit.
+    pub seen: (u64, u64),
+    /// The start of its process's hold of its file.
+    pub hold_start: u64,
+}
+
+#[derive(Debug)]
+pub struct Removal {
+    pub replace: bool,
+    pub file: u64,
+    pub before: u64,
+    pub after: u64,
+}
+
+#[derive(Debug)]
+pub struct Overlap {
+    pub a: usize,
+    pub b: usize,
+    /// The removal that explains it, and how long before the hold began it
+    /// was made (0: after); or why nothing does.
+    pub verdict: Result<(usize, u64), &'static str>,
+}
+
+#[derive(Default, Debug)]
+pub struct Analysis {
+    pub seed: u64,
+    pub start: u64,
+    pub end: u64,
+    pub spawned: [u64; 3],
+    pub other_user: u64,
+    pub umask_077: u64,
+    pub kills: u64,
+    pub holder_kills: u64,
+    pub stops: u64,
+    pub longest_stop: u64,
+    pub removals: Vec<Removal>,
+    pub sysctl_flips: u64,
+    pub sysctl_levels: [u64; 3],
+    pub bodies: Vec<Body>,
+    pub completed: [u64; WAYS],
+    pub killed: [u64; WAYS],
+    pub exits: [u64; 5],
+    pub overlaps: Vec<Overlap>,
+    pub occupancy: (u64, u64),
+    pub counter: Counter,
+    pub shared_changed: (u64, u64),
+    pub longest_wait: (u64, Option<Way>),
+    pub lost_warnings: u64,
+    pub flock: [[u64; OUTCOMES]; WAYS],
+    pub flock_entered: [u64; WAYS],
+    /// Every failure: when (ns since start), and what.
+    pub failures: Vec<(u64, String)>,
+}
+
+#[derive(Default, Debug)]
+pub struct Counter {
+    pub value: u64,
+    pub completed_writes: u64,
+    pub killed_landed: u64,
+    pub lost: i64,
+    pub lost_explained: u64,
+}
+
+pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) -> Analysis {
+    let mut an = Analysis::default();
+    let mut procs: HashMap<(u8, u32), Proc> = HashMap::new();
+    let mut by_id: HashMap<u64, usize> = HashMap::new();
+    let mut exits: Vec<&Record> = Vec::new();
+    let mut oddities: Vec<(u64, String)> = Vec::new();
+    for r in records {
+        let proc = || (r.slot, r.inc);
+        match r.kind() {
+            Some(Kind::Start) => (an.start, an.seed) = (r.t, r.a),
+            Some(Kind::End) => an.end = r.t,
+            Some(Kind::Spawn) => {
+                let role = match (r.has(flag::LONG_LIVED), r.has(flag::FLOCK)) {
+                    (true, _) => 0,
+                    (_, false) => 1,
+                    (_, true) => 2,
+                };
+                an.spawned[role] += 1;
+                an.other_user += u64::from(r.has(flag::OTHER_USER));
+                an.umask_077 += u64::from(r.has(flag::UMASK_077));
+                procs.entry(proc()).or_default().flags = r.flags;
+            }
+            Some(Kind::Kill) => {
+                an.kills += 1;
+                an.holder_kills += u64::from(r.has(flag::HOLDER));
+                let p = procs.entry(proc()).or_default();
+                p.kill.get_or_insert(r.t);
+                if let Some(open) = p.stop_open.take() {
+                    p.stops.push((open, r.t));
+                }
+            }
+            Some(Kind::Stop) => {
+                an.stops += 1;
+                procs.entry(proc()).or_default().stop_open = Some(r.t);
+            }
+            Some(Kind::Cont) => {
+                let p = procs.entry(proc()).or_default();
+                if let Some(open) = p.stop_open.take() {
+                    p.stops.push((open, r.t));
+                    an.longest_stop = an.longest_stop.max(r.t - open);
+                }
+            }
+            Some(Kind::Reap) => {
+                let p = procs.entry(proc()).or_default();
+                p.reap = Some(r.t);
+                if let Some(open) = p.stop_open.take() {
+                    p.stops.push((open, r.t));
+                }
+            }
+            Some(Kind::Delete | Kind::Replace) => an.removals.push(Removal {
+                replace: r.kind() == Some(Kind::Replace),
+                file: r.a,
+                before: r.b,
+                after: r.t,
+            }),
+            Some(Kind::Sysctl) => {
+                an.sysctl_flips += 1;
+                if let Some(level) = an.sysctl_levels.get_mut(r.a as usize) {
+                    *level += 1;
+                }
+            }
+            Some(Kind::Enter) => {
+                let Some(way) = Way::from_u8(r.way) else {
+                    oddities.push((r.t, format!("an entry of unknown way {}", r.way)));
+                    continue;
+                };
+                by_id.insert(r.id, an.bodies.len());
+                an.bodies.push(Body {
+                    id: r.id,
+                    slot: r.slot,
+                    inc: r.inc,
+                    lane: r.lane,
+                    way,
+                    exclusive: r.has(flag::EXCLUSIVE),
+                    outer: r.has(flag::NESTED).then_some(r.b),
+                    t0: r.t,
+                    end: 0,
+                    exit: None,
+                    killed: false,
+                    vanished: false,
+                    file: r.a,
+                    wait: if r.has(flag::NESTED) { 0 } else { r.b },
+                    bits: (r.c, r.d),
+                    no_flock: r.has(flag::NO_FLOCK),
+                    wrong_mode: r.has(flag::WRONG_MODE),
+                    rmw: (0, 0, 0),
+                    seen: (0, 0),
+                    hold_start: r.t,
+                });
+            }
+            Some(Kind::Exit) => exits.push(r),
+            Some(Kind::Error) => {
+                let what = match Oops::from_u64(r.a) {
+                    Some(Oops::UnexpectedPanic) => "an unexpected panic",
+                    _ => "a lock error",
+                };
+                let way = Way::from_u8(r.way).map_or("?", Way::name);
+                oddities.push((
+                    r.t,
+                    format!(
+                        "{what} in slot {} incarnation {} lane {} ({way}); see SOAK-ERROR in the log",
+                        r.slot, r.inc, r.lane
+                    ),
+                ));
+            }
+            Some(Kind::Leak) => oddities.push((
+                r.t,
+                format!(
+                    "slot {} incarnation {} held the lock file's flock ({}) for a second with no \
+                     caller holding the lock: a lock never released",
+                    r.slot,
+                    r.inc,
+                    fileid::show(r.a)
+                ),
+            )),
+            Some(Kind::Failure) => {
+                let what = match Oops::from_u64(r.a) {
+                    Some(Oops::Hang) => "no body completed for 10 s with no process stopped (hang)",
+                    Some(Oops::WorkerDied) => "a participant died unasked",
+                    Some(Oops::BadFileMode) => "the lock file had a mode other than 0644",
+                    Some(Oops::Growth) => "a long-lived worker's descriptors or threads grew",
+                    Some(Oops::NoSysctlRestore) => "fs.protected_regular could not be restored",
+                    _ => "a failure found by the parent",
+                };
+                oddities.push((
+                    r.t,
+                    format!("{what} (slot {} incarnation {})", r.slot, r.inc),
+                ));
+            }
+            None => oddities.push((r.t, format!("a record of unknown kind {}", r.kind))),
+        }
+    }
+    if an.end == 0 {
+        an.end = records.iter().map(|r| r.t).max().unwrap_or(0);
+    }
+    for r in exits {
+        let Some(&i) = by_id.get(&r.id) else {
+            oddities.push((
+                r.t,
+                format!("an exit of body {:#x} that never entered", r.id),
+            ));
+            continue;
+        };
+        let body = &mut an.bodies[i];
+        body.end = r.t;
+        body.exit = Exit::ALL.into_iter().find(|e| *e as u8 == r.exit);
+        if body.exclusive {
+            body.rmw = (r.a, r.b, r.c);
+        } else {
+            body.seen = (r.c, r.d);
+        }
+    }
+    finish_bodies(&mut an, &procs);
+    hold_starts(&mut an.bodies);
+    an.overlaps = overlaps(&an.bodies, &an.removals, &procs);
+    let failures = &mut an.failures;
+    failures.extend(oddities);
+    for o in &an.overlaps {
+        if let Err(why) = o.verdict {
+            let (a, b) = (&an.bodies[o.a], &an.bodies[o.b]);
+            failures.push((
+                b.t0,
+                format!("overlap ({why}): {} and {}", describe(a), describe(b)),
+            ));
+        }
+    }
+    for b in &an.bodies {
+        if b.no_flock {
+            failures.push((
+                b.t0,
+                format!("a body ran with no flock held: {}", describe(b)),
+            ));
+        }
+        if b.wrong_mode {
+            failures.push((
+                b.t0,
+                format!("an exclusive body held a shared flock: {}", describe(b)),
+            ));
+        }
+        if b.vanished {
+            failures.push((
+                b.t0,
+                format!("a body never ended, unkilled: {}", describe(b)),
+            ));
+        }
+    }
+    an.occupancy = occupancy(&an.bodies, &an.overlaps, failures);
+    an.counter = counter_check(&an.bodies, &an.overlaps, counter, failures);
+    an.shared_changed = shared_check(&an.bodies, &an.overlaps, failures);
+    for b in &an.bodies {
+        let way = b.way as usize;
+        match (b.exit, b.killed) {
+            (Some(exit), _) => {
+                an.completed[way] += 1;
+                an.exits[exit as usize - 1] += 1;
+            }
+            (None, true) => an.killed[way] += 1,
+            _ => {}
+        }
+        if b.outer.is_none() && b.wait > an.longest_wait.0 {
+            an.longest_wait = (b.wait, Some(b.way));
+        }
+    }
+    an.lost_warnings = log
+        .lines()
+        .filter(|line| line.contains("exclusion may have been broken"))
+        .count() as u64;
+    flock_outcomes(&mut an, flock);
+    for (t, _) in &mut an.failures {
+        *t = t.saturating_sub(an.start);
+    }
+    an.failures.sort_by_key(|(t, _)| *t);
+    an
+}
+
+/// A body without an exit ended when its process was killed; one whose
+/// process was not killed vanished (a failure).
+fn finish_bodies(an: &mut Analysis, procs: &HashMap<(u8, u32), Proc>) {
+    for b in an.bodies.iter_mut().filter(|b| b.exit.is_none()) {
+        let proc = procs.get(&(b.slot, b.inc));
+        match proc.and_then(|p| p.kill) {
+            Some(kill) => {
+                b.killed = true;
+                b.end = kill.max(b.t0);
+            }
+            None => {
+                b.vanished = true;
+                b.end = proc.and_then(|p| p.reap).unwrap_or(an.end).max(b.t0);
+            }
+        }
+    }
+}
+
+/// Bodies of one process on one file that overlap share one hold.
+fn hold_starts(bodies: &mut [Body]) {
+    let mut groups: HashMap<(u8, u32, u64), Vec<usize>> = HashMap::new();
+    for (i, b) in bodies.iter().enumerate().filter(|(_, b)| b.file != 0) {
+        groups.entry((b.slot, b.inc, b.file)).or_default().push(i);
+    }
+    for members in groups.values_mut() {
+        members.sort_by_key(|&i| bodies[i].t0);
+        let (mut start, mut reach) = (0, 0);
+        for &i in members.iter() {
+            if bodies[i].t0 >= reach {
+                start = bodies[i].t0;
+            }
+            reach = reach.max(bodies[i].end);
+            bodies[i].hold_start = start;
+        }
+    }
+}
+
+/// Every pair of outermost bodies of different holders that ran at once,
+/// one of them exclusive, with its verdict.
+fn overlaps(
+    bodies: &[Body],
+    removals: &[Removal],
+    procs: &HashMap<(u8, u32), Proc>,
+) -> Vec<Overlap> {
+    let mut order: Vec<usize> = (0..bodies.len())
+        .filter(|&i| bodies[i].outer.is_none())
+        .collect();
+    order.sort_by_key(|&i| bodies[i].t0);
+    let mut active: Vec<usize> = Vec::new();
+    let mut found = Vec::new();
+    for &i in &order {
+        let b = &bodies[i];
+        active.retain(|&j| bodies[j].end > b.t0);
+        for &j in &active {
+            let a = &bodies[j];
+            let same_holder = (a.slot, a.inc, a.lane) == (b.slot, b.inc, b.lane);
+            if same_holder || !(a.exclusive || b.exclusive) {
+                continue;
+            }
+            found.push(Overlap {
+                a: j,
+                b: i,
+                verdict: verdict(a, b, removals, procs),
+            });
+        }
+        active.push(i);
+    }
+    found
+}
+
+fn verdict(
+    a: &Body,
+    b: &Body,
+    removals: &[Removal],
+    procs: &HashMap<(u8, u32), Proc>,
+) -> Result<(usize, u64), &'static str> {
+    if (a.slot, a.inc) == (b.slot, b.inc) {
+        return Err("two holders in one process");
+    }
+    if a.file == 0 || b.file == 0 {
+        return Err("one held no flock");
+    }
+    if a.file == b.file {
+        return Err("both held flocks on the same file");
+    }
+    explains(a, b, removals, procs)
+        .or_else(|| explains(b, a, removals, procs))
+        .ok_or("no removal of the lock file while it was held explains it")
+}
+
+/// A removal of `x`'s file after `x`'s hold began (within the slack) and
+/// before `y` began: the removal and how long before the hold it came.
+fn explains(
+    x: &Body,
+    y: &Body,
+    removals: &[Removal],
+    procs: &HashMap<(u8, u32), Proc>,
+) -> Option<(usize, u64)> {
+    let proc = procs.get(&(x.slot, x.inc));
+    removals.iter().enumerate().find_map(|(i, r)| {
+        if r.file != x.file || r.before > y.t0 {
+            return None;
+        }
+        let stopped = proc.map_or(0, |p| p.stopped_within(r.before, x.hold_start));
+        let earliest = x.hold_start.saturating_sub(SLACK + stopped);
+        (r.after >= earliest).then(|| (i, x.hold_start.saturating_sub(r.after)))
+    })
+}
+
+/// Each occupancy bit a body saw set names a holder that was inside: the
+/// journal must show that holder's body overlapping, with a verdict.
+fn occupancy(
+    bodies: &[Body],
+    overlaps: &[Overlap],
+    failures: &mut Vec<(u64, String)>,
+) -> (u64, u64) {
+    let mut pairs: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (k, o) in overlaps.iter().enumerate() {
+        pairs.entry(o.a).or_default().push(k);
+        pairs.entry(o.b).or_default().push(k);
+    }
+    let (mut explained, mut unexplained) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        let mut bits = b.bits.0 | b.bits.1;
+        while bits != 0 {
+            let (slot, lane) = shm::lane_of(bits.trailing_zeros());
+            bits &= bits - 1;
+            let verdict = pairs.get(&i).into_iter().flatten().find_map(|&k| {
+                let o = &overlaps[k];
+                let other = &bodies[if o.a == i { o.b } else { o.a }];
+                ((other.slot as usize, other.lane as usize) == (slot, lane))
+                    .then_some(o.verdict.is_ok())
+            });
+            if verdict == Some(true) {
+                explained += 1;
+            } else {
+                unexplained += 1;
+                if verdict.is_none() {
+                    failures.push((
+                        b.t0,
+                        format!(
+                            "occupancy showed slot {slot} lane {lane} inside, and the journal no \
+                             body of it: {}",
+                            describe(b)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    (explained, unexplained)
+}
+
+/// The outermost body of `i`.
+fn outermost(bodies: &[Body], by_id: &HashMap<u64, usize>, i: usize) -> usize {
+    bodies[i]
+        .outer
+        .and_then(|id| by_id.get(&id).copied())
+        .unwrap_or(i)
+}
+
+/// The counter: every write that landed (completed bodies, and killed
+/// bodies whose id a later reader or the file itself names) adds one,
+/// minus the updates lost to two bodies writing the same value. A lost
+/// update is explained only by an explained overlap of its writers.
+fn counter_check(
+    bodies: &[Body],
+    overlaps: &[Overlap],
+    (value, last_writer): (u64, u64),
+    failures: &mut Vec<(u64, String)>,
+) -> Counter {
+    let by_id: HashMap<u64, usize> = bodies.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+    let ok_pairs: HashSet<(usize, usize)> = overlaps
+        .iter()
+        .filter(|o| o.verdict.is_ok())
+        .flat_map(|o| [(o.a, o.b), (o.b, o.a)])
+        .collect();
+    // What each writer wrote: completed writes say so; a killed writer's
+    // value is what its reader read (or the file's value if it wrote last).
+    let mut written: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut counter = Counter {
+        value,
+        ..Counter::default()
+    };
+    let mut read_from: HashMap<u64, u64> = HashMap::new();
+    for b in bodies.iter().filter(|b| b.exclusive && b.rmw.2 != 0) {
+        read_from.insert(b.rmw.1, b.rmw.0);
+    }
+    read_from.insert(last_writer, value);
+    for (i, b) in bodies.iter().enumerate().filter(|(_, b)| b.exclusive) {
+        if b.rmw.2 != 0 {
+            counter.completed_writes += 1;
+            written.entry(b.rmw.2).or_default().push(i);
+        } else if b.killed
+            && let Some(&v) = read_from.get(&b.id)
+        {
+            counter.killed_landed += 1;
+            written.entry(v).or_default().push(i);
+        }
+    }
+    let landed = counter.completed_writes + counter.killed_landed;
+    counter.lost = landed as i64 - value as i64;
+    for (v, writers) in written.iter().filter(|(_, w)| w.len() > 1) {
+        let outers: Vec<usize> = writers
+            .iter()
+            .map(|&i| outermost(bodies, &by_id, i))
+            .collect();
+        let all_explained = outers.iter().enumerate().all(|(n, &x)| {
+            outers[n + 1..]
+                .iter()
+                .all(|&y| x == y || ok_pairs.contains(&(x, y)))
+        });
+        if all_explained {
+            counter.lost_explained += writers.len() as u64 - 1;
+        } else {
+            let b = &bodies[writers[1]];
+            failures.push((
+                b.t0,
+                format!(
+                    "{} bodies wrote counter value {v}; not all overlaps explained",
+                    writers.len()
+                ),
+            ));
+        }
+    }
+    if counter.lost < 0 {
+        failures.push((
+            0,
+            format!(
+                "the counter is {} ahead of the writes that landed",
+                -counter.lost
+            ),
+        ));
+    } else if counter.lost as u64 > counter.lost_explained {
+        failures.push((
+            0,
+            format!(
+                "{} lost updates of the counter that no explained overlap accounts for",
+                counter.lost as u64 - counter.lost_explained
+            ),
+        ));
+    }
+    counter
+}
+
+/// A shared body must see the counter unchanged: a change means an
+/// exclusive body ran beside it, which needs an explained overlap.
+fn shared_check(
+    bodies: &[Body],
+    overlaps: &[Overlap],
+    failures: &mut Vec<(u64, String)>,
+) -> (u64, u64) {
+    let by_id: HashMap<u64, usize> = bodies.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+    let mut verdicts: HashMap<usize, bool> = HashMap::new();
+    for o in overlaps {
+        for (x, y) in [(o.a, o.b), (o.b, o.a)] {
+            if bodies[y].exclusive {
+                let ok = verdicts.entry(x).or_insert(true);
+                *ok &= o.verdict.is_ok();
+            }
+        }
+    }
+    let (mut explained, mut unexplained) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        if b.exclusive || b.exit.is_none() || b.seen.0 == b.seen.1 {
+            continue;
+        }
+        match verdicts.get(&outermost(bodies, &by_id, i)) {
+            Some(true) => explained += 1,
+            _ => {
+                unexplained += 1;
+                failures.push((
+                    b.t0,
+                    format!(
+                        "the counter changed from {} to {} under a shared body: {}",
+                        b.seen.0,
+                        b.seen.1,
+                        describe(b)
+                    ),
+                ));
+            }
+        }
+    }
+    (explained, unexplained)
+}
+
+fn flock_outcomes(an: &mut Analysis, text: &str) {
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(letter), Some(status)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some(way) = letter.chars().next().and_then(Way::from_flock_letter) else {
+            continue;
+        };
+        let outcome = match status {
+            "0" => {
+                an.flock_entered[way as usize] += 1;
+                continue;
+            }
+            "75" if way.patience() == Patience::Once => Outcome::Busy,
+            "75" => Outcome::TimedOut,
+            // The shell could not open the file (removed by the chaos since
+            // `lock-path` made it), or the path named another file once
+            // locked: the script let go.
+            "2" | "76" => Outcome::FileGone,
+            _ => {
+                an.failures.push((
+                    0,
+                    format!(
+                        "a flock(1) attempt ({}) ended with status {status}",
+                        way.name()
+                    ),
+                ));
+                Outcome::Error
+            }
+        };
+        an.flock[way as usize][outcome as usize] += 1;
+    }
+}
+
+pub fn describe(b: &Body) -> String {
+    let kind = if b.exclusive { "exclusive" } else { "shared" };
+    let end = match (b.exit, b.killed) {
+        (Some(exit), _) => exit.name(),
+        (None, true) => "killed",
+        (None, false) => "vanished",
+    };
+    format!(
+        "[slot {} inc {} lane {}, {kind}, {}, {}, {:.6}..{:.6} s, {end}]",
+        b.slot,
+        b.inc,
+        b.lane,
+        b.way.name(),
+        fileid::show(b.file),
+        b.t0 as f64 / 1e9,
+        b.end as f64 / 1e9
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Record;
+
+    fn rec(kind: Kind, t: u64) -> Record {
+        Record {
+            kind: kind as u8,
+            t,
+            ..Record::default()
+        }
+    }
+
+    fn enter(id: u64, slot: u8, t: u64, inode: u64, exclusive: bool) -> Record {
+        let mut r = rec(Kind::Enter, t);
+        (r.id, r.slot, r.inc, r.a) = (id, slot, 1, inode);
+        r.way = if exclusive { Way::Try } else { Way::SharedTry } as u8;
+        r.flags = if exclusive { flag::EXCLUSIVE } else { 0 };
+        r
+    }
+
+    fn exit(id: u64, slot: u8, t: u64, rmw: (u64, u64, u64)) -> Record {
+        let mut r = rec(Kind::Exit, t);
+        (r.id, r.slot, r.inc, r.exit) = (id, slot, 1, Exit::Normal as u8);
+        (r.a, r.b, r.c, r.flags) = (rmw.0, rmw.1, rmw.2, flag::EXCLUSIVE);
+        r
+    }
+
+    fn removal(inode: u64, t: u64) -> Record {
+        let mut r = rec(Kind::Delete, t + 10);
+        (r.a, r.b) = (inode, t);
+        r
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn sequential_bodies_pass() {
+        let records = [
+            rec(Kind::Start, 0),
+            enter(1, 0, 10 * S, 7, true),
+            exit(1, 0, 11 * S, (0, 0, 1)),
+            enter(2, 1, 12 * S, 7, true),
+            exit(2, 1, 13 * S, (1, 1, 2)),
+        ];
+        let an = analyze(&records, (2, 2), "", "");
+        assert!(an.failures.is_empty(), "{:?}", an.failures);
+        assert_eq!(an.counter.completed_writes, 2);
+    }
+
+    #[test]
+    fn an_overlap_after_a_removal_while_held_is_explained() {
+        let records = [
+            rec(Kind::Start, 0),
+            enter(1, 0, 10 * S, 7, true),
+            removal(7, 11 * S),
+            enter(2, 1, 12 * S, 8, true),
+            exit(2, 1, 13 * S, (0, 0, 1)),
+            exit(1, 0, 14 * S, (0, 0, 1)),
+        ];
+        let an = analyze(&records, (1, 1), "", "");
+        assert!(an.failures.is_empty(), "{:?}", an.failures);
+        assert_eq!(an.counter.lost, 1);
+        assert_eq!(an.counter.lost_explained, 1);
+        assert!(an.overlaps[0].verdict.is_ok());
+    }
+
+    #[test]
+    fn an_overlap_after_a_removal_before_the_hold_is_a_failure() {
+        let records = [
+            rec(Kind::Start, 0),
+            removal(7, 5 * S),
+            enter(1, 0, 10 * S, 7, true),
+            enter(2, 1, 12 * S, 8, true),
+            exit(2, 1, 13 * S, (0, 0, 1)),
+            exit(1, 0, 14 * S, (1, 2, 2)),
+        ];
+        let an = analyze(&records, (2, 1), "", "");
+        assert_eq!(an.overlaps.len(), 1);
+        assert!(an.overlaps[0].verdict.is_err());
+        assert!(!an.failures.is_empty());
+    }
+
+    #[test]
+    fn one_file_two_holders_is_a_failure() {
+        let records = [
+            rec(Kind::Start, 0),
+            enter(1, 0, 10 * S, 7, true),
+            removal(7, 11 * S),
+            enter(2, 1, 12 * S, 7, false),
+            exit(1, 0, 14 * S, (0, 0, 1)),
+        ];
+        let an = analyze(&records, (1, 1), "", "");
+        assert_eq!(
+            an.overlaps[0].verdict,
+            Err("both held flocks on the same file")
+        );
+    }
+}
