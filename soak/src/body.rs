@@ -251,7 +251,10 @@ impl Lane {
             }
             None => record.flags |= flag::NO_FLOCK,
         }
-        if record.has(flag::NO_FLOCK | flag::WRONG_MODE) {
+        // Certain failures stop the run early; an overlap with another
+        // process waits for the replay, which may explain it.
+        let same_process = (record.c | record.d) & shm::slot_bits(ctx.slot) != 0;
+        if same_process || record.has(flag::NO_FLOCK | flag::WRONG_MODE) {
             ctx.shm.failures.fetch_add(1, SeqCst);
         }
         let seen_at_entry = if exclusive { 0 } else { ctx.read_counter().0 };

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Shows that the soak catches broken copies of lockattr. Each mutant is
+# applied to a scratch copy of this checkout in /tmp (never to the checkout
+# itself); the soak is built there and run against it, and must fail.
+#
+#   soak/mutants.sh [SECS] [MUTANT...]     (default: 60 s, every mutant)
+#
+# Prints, per mutant, the soak's failure lines, and at the end one line per
+# mutant: CAUGHT or MISSED. Exit status 1 if any mutant was missed. A mutant
+# whose source line has changed is reported as not applying.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+secs=${1:-60}
+shift || true
+
+# name|file|perl substitution (applied once to the whole file)|what it breaks
+mutants=(
+  'no-recheck|lockattr/src/registry.rs|s/match self\.target\.confirm\(self\.name\(\), handle\) \{/match (handle, Ok::<bool, Error>(true)).1 {/|no check after locking that the path still names the locked file'
+  'no-unlock|lockattr/src/registry.rs|s/(fn unlock\(&mut self\) \{\n\s*if let \(Some\(mode\), Some\(handle\)\) = \(self\.held\.take\(\), &mut self\.handle\) \{\n\s*)handle\.unlock\(mode\);/$1let _ = (handle, mode);/|the last holder of a process lets go without unlocking the file'
+  'panic-keeps|lockattr/src/lock.rs|s/(impl Drop for Hold \{\n\s*fn drop\(&mut self\) \{\n\s*)self\.slot\.release\(self\.holder\);/$1if !std::thread::panicking() { self.slot.release(self.holder); }/|a hold is not released when its function panics'
+  'exclusive-joins-shared|lockattr/src/registry.rs|s/if st\.mode == Some\(LockMode::Shared\) && mode == LockMode::Shared \{/if st.mode == Some(LockMode::Shared) {/|an exclusive request of another thread joins a shared hold'
+  'busy-is-success|lockattr/src/registry.rs|s/OnBusy::Fail => Err\(Error::busy\(self\.about\(\), Holder::Unknown\)\),/OnBusy::Fail => { st.held = Some(mode); continue }/|a try-once that finds the file locked by another process goes ahead'
+  'early-unlock|lockattr/src/registry.rs|s/(self\.holders\.swap_remove\(i\);\n\s*)if self\.holders\.is_empty\(\) \{\n\s*self\.mode = None;\n\s*return true;\n\s*\}\n\s*false/$1if self.holders.is_empty() { self.mode = None; }\n        true/|the file is unlocked when one of several shared holders of a process leaves'
+  'naive-open|lockattr/src/file.rs|s/OFlags::RDONLY \| OFlags::NOFOLLOW \| OFlags::CLOEXEC \| OFlags::NONBLOCK \| OFlags::NOCTTY;\n(.*?)rustix::fs::open\(ctx\.c_path, flags, Mode::empty\(\)\)/OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;\n$1rustix::fs::open(ctx.c_path, flags, Mode::from_raw_mode(0o644))/s|the lock file is opened read-write with O_CREAT, as a hand-written lock would'
+)
+
+wanted=("$@")
+scratch=$(mktemp -d /tmp/lockattr-mutants.XXXXXX)
+export CARGO_TARGET_DIR=$scratch/target
+results=()
+for entry in "${mutants[@]}"; do
+  IFS='|' read -r name file subst what <<<"$entry"
+  if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then
+    continue
+  fi
+  copy=$scratch/$name
+  mkdir -p "$copy"
+  (cd "$repo" && git ls-files -z | tar --null -T - -cf -) | tar -xf - -C "$copy"
+  if ! perl -0777 -pi -e "$subst or die qq(does not apply\n)" "$copy/$file" 2>/dev/null; then
+    echo "=== $name: does not apply to $file any more"
+    results+=("$name: DOES NOT APPLY")
+    continue
+  fi
+  echo "=== $name: $what ($file)"
+  (cd "$copy" && diff -u <(cd "$repo" && cat "$file") "$file" | sed -n '3,$p' | grep '^[-+]' || true)
+  cargo build --release -q -p lockattr-soak --manifest-path "$copy/Cargo.toml"
+  start=$(date +%s)
+  set +e
+  out=$("$CARGO_TARGET_DIR/release/lockattr-soak" --secs "$secs" --seed 1 --tmp "$scratch" 2>&1)
+  status=$?
+  set -e
+  took=$(( $(date +%s) - start ))
+  echo "$out" | sed -n '/^failures/,$p' | head -12
+  echo "$out" | grep -E '^(overlaps|occupancy|counter|shared bodies) ' || true
+  if [ $status -ne 0 ]; then
+    results+=("$name: CAUGHT (exit $status after ${took} s)")
+  else
+    results+=("$name: MISSED")
+  fi
+done
+echo
+printf '%s\n' "${results[@]}"
+rm -rf "$scratch"
+case " ${results[*]} " in *MISSED*) exit 1 ;; esac
