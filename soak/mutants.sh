@@ -13,23 +13,39 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
 
-# name|file|perl substitution (applied once to the whole file)|what it breaks
-mutants=(
-  'no-recheck|lockattr/src/registry.rs|s/match self\.target\.confirm\(self\.name\(\), handle\) \{/match (handle, Ok::<bool, Error>(true)).1 {/|no check after locking that the path still names the locked file'
-  'no-unlock|lockattr/src/registry.rs|s/(fn unlock\(&mut self\) \{\n\s*if let \(Some\(mode\), Some\(handle\)\) = \(self\.held\.take\(\), &mut self\.handle\) \{\n\s*)handle\.unlock\(mode\);/$1let _ = (handle, mode);/|the last holder of a process lets go without unlocking the file'
-  'panic-keeps|lockattr/src/lock.rs|s/(impl Drop for Hold \{\n\s*fn drop\(&mut self\) \{\n\s*)self\.slot\.release\(self\.holder\);/$1if !std::thread::panicking() { self.slot.release(self.holder); }/|a hold is not released when its function panics'
-  'exclusive-joins-shared|lockattr/src/registry.rs|s/if st\.mode == Some\(LockMode::Shared\) && mode == LockMode::Shared \{/if st.mode == Some(LockMode::Shared) {/|an exclusive request of another thread joins a shared hold'
-  'busy-is-success|lockattr/src/registry.rs|s/OnBusy::Fail => Err\(Error::busy\(self\.about\(\), Holder::Unknown\)\),/OnBusy::Fail => { st.held = Some(mode); continue }/|a try-once that finds the file locked by another process goes ahead'
-  'early-unlock|lockattr/src/registry.rs|s/(self\.holders\.swap_remove\(i\);\n\s*)if self\.holders\.is_empty\(\) \{\n\s*self\.mode = None;\n\s*return true;\n\s*\}\n\s*false/$1if self.holders.is_empty() { self.mode = None; }\n        true/|the file is unlocked when one of several shared holders of a process leaves'
-  'naive-open|lockattr/src/file.rs|s/OFlags::RDONLY \| OFlags::NOFOLLOW \| OFlags::CLOEXEC \| OFlags::NONBLOCK \| OFlags::NOCTTY;\n(.*?)rustix::fs::open\(ctx\.c_path, flags, Mode::empty\(\)\)/OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;\n$1rustix::fs::open(ctx.c_path, flags, Mode::from_raw_mode(0o644))/s|the lock file is opened read-write with O_CREAT, as a hand-written lock would'
-)
+names=() files=() whats=() substs=()
+# mutant NAME FILE WHAT SUBSTITUTION: a perl s/// applied once to FILE.
+mutant() { names+=("$1"); files+=("$2"); whats+=("$3"); substs+=("$4"); }
+
+mutant no-recheck lockattr/src/registry.rs \
+  'no check after locking that the path still names the locked file' \
+  's/match self\.target\.confirm\(self\.name\(\), handle\) \{/match (handle, Ok::<bool, Error>(true)).1 {/'
+mutant no-unlock lockattr/src/registry.rs \
+  'the last holder of a process lets go without unlocking the file' \
+  's/(fn unlock\(&mut self\) \{\n\s*if let \(Some\(mode\), Some\(handle\)\) = \(self\.held\.take\(\), &mut self\.handle\) \{\n\s*)handle\.unlock\(mode\);/$1let _ = (handle, mode);/'
+mutant panic-keeps lockattr/src/lock.rs \
+  'a hold is not released when its function panics' \
+  's/(impl Drop for Hold \{\n\s*fn drop\(&mut self\) \{\n\s*)self\.slot\.release\(self\.holder\);/$1if !std::thread::panicking() { self.slot.release(self.holder); }/'
+mutant exclusive-joins-shared lockattr/src/registry.rs \
+  'an exclusive request of another thread joins a shared hold' \
+  's/if st\.mode == Some\(LockMode::Shared\) && mode == LockMode::Shared \{/if st.mode == Some(LockMode::Shared) {/'
+mutant busy-is-success lockattr/src/registry.rs \
+  'a try-once that finds the file locked by another process goes ahead' \
+  's/OnBusy::Fail => Err\(Error::busy\(self\.about\(\), Holder::Unknown\)\),/OnBusy::Fail => { st.held = Some(mode); continue }/'
+mutant early-unlock lockattr/src/registry.rs \
+  'the file is unlocked when one of several shared holders of a process leaves' \
+  's/(self\.holders\.swap_remove\(i\);\n\s*)if self\.holders\.is_empty\(\) \{\n\s*self\.mode = None;\n\s*return true;\n\s*\}\n\s*false/$1if self.holders.is_empty() { self.mode = None; }\n        true/'
+mutant naive-open lockattr/src/file.rs \
+  'the lock file is opened read-write with O_CREAT, as a hand-written lock would' \
+  's/OFlags::RDONLY \| OFlags::NOFOLLOW(.*?)rustix::fs::open\(ctx\.c_path, flags, Mode::empty\(\)\)/OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW$1rustix::fs::open(ctx.c_path, flags, Mode::from_raw_mode(0o644))/s'
 
 wanted=("$@")
 scratch=$(mktemp -d /tmp/lockattr-mutants.XXXXXX)
+chmod 755 "$scratch" # the soak's second user runs the binary from in here
 export CARGO_TARGET_DIR=$scratch/target
 results=()
-for entry in "${mutants[@]}"; do
-  IFS='|' read -r name file subst what <<<"$entry"
+for i in "${!names[@]}"; do
+  name=${names[$i]} file=${files[$i]} what=${whats[$i]} subst=${substs[$i]}
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then
     continue
   fi
@@ -43,7 +59,7 @@ for entry in "${mutants[@]}"; do
   fi
   echo "=== $name: $what ($file)"
   (cd "$copy" && diff -u <(cd "$repo" && cat "$file") "$file" | sed -n '3,$p' | grep '^[-+]' || true)
-  cargo build --release -q -p lockattr-soak --manifest-path "$copy/Cargo.toml"
+  cargo build --release -q -p lockattr-soak --manifest-path "$copy/Cargo.toml" 2>&1 | grep -v '^warning\|^ *|\|^ *=\|^$' || true
   start=$(date +%s)
   set +e
   out=$("$CARGO_TARGET_DIR/release/lockattr-soak" --secs "$secs" --seed 1 --tmp "$scratch" 2>&1)

@@ -145,6 +145,10 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
         match r.kind() {
             Some(Kind::Start) => (an.start, an.seed) = (r.t, r.a),
             Some(Kind::End) => an.end = r.t,
+            // Kills at the end are not chaos.
+            Some(Kind::Kill) if an.end != 0 => {
+                procs.entry(proc()).or_default().kill.get_or_insert(r.t);
+            }
             Some(Kind::Spawn) => {
                 let role = match (r.has(flag::LONG_LIVED), r.has(flag::FLOCK)) {
                     (true, _) => 0,

@@ -104,7 +104,23 @@ pub fn run(config: &Config) -> i32 {
         }
     };
     let root = rustix::process::geteuid().is_root();
-    let other = match (config.users, root) {
+    let reachable = run.ancestors().all(|dir| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
+    });
+    let other = match (config.users, root, reachable) {
+        (true, true, false) => {
+            eprintln!(
+                "lockattr-soak: a second user cannot reach {}: a directory above it is closed to \
+                 others; choose another --tmp",
+                run.display()
+            );
+            let _ = std::fs::remove_dir_all(&run);
+            return 2;
+        }
+        (users, root, _) => (users, root),
+    };
+    let other = match other {
         (false, _) => None,
         (true, false) => {
             eprintln!(
@@ -256,8 +272,10 @@ impl Parent<'_> {
         let mut next_chaos = start;
         let mut next_sample = start + Duration::from_secs(3);
         let mut last_completed = self.shm.completed.load(SeqCst);
-        let mut last_progress = start;
-        let mut last_stopped = start;
+        // Time since the last completed body during which no process was
+        // stopped: a stopped holder may hold everyone up, legitimately.
+        let mut quiet = Duration::ZERO;
+        let mut last_tick = start;
         let max_ticks = secs.as_millis() as u64 / TICK.as_millis() as u64 + 1;
         for _ in 0..max_ticks {
             let now_i = Instant::now();
@@ -293,12 +311,12 @@ impl Parent<'_> {
             // The hang watchdog.
             let completed = self.shm.completed.load(SeqCst);
             if completed != last_completed {
-                (last_completed, last_progress) = (completed, now_i);
+                (last_completed, quiet) = (completed, Duration::ZERO);
+            } else if !self.slots.iter().any(|s| s.stopped_until.is_some()) {
+                quiet += now_i.duration_since(last_tick);
             }
-            if self.slots.iter().any(|s| s.stopped_until.is_some()) {
-                last_stopped = now_i;
-            }
-            if now_i.duration_since(last_progress.max(last_stopped)) > HANG {
+            last_tick = now_i;
+            if quiet > HANG {
                 self.hang();
             }
             if now_i >= next_sample {
@@ -314,6 +332,7 @@ impl Parent<'_> {
         let mut record = Record::new(Kind::Failure);
         record.a = oops as u64;
         record.slot = slot as u8;
+        record.inc = self.slots.get(slot).map_or(0, |s| s.inc);
         self.journal.append(&record);
         self.failed = true;
     }

@@ -7,6 +7,7 @@ use crate::journal::{Kind, Oops, now};
 use crate::plan::{BodyErr, Deliberate};
 use crate::rng::Rng;
 use crate::way::{Outcome, Patience, Way};
+use lockattr::Lock;
 use std::any::Any;
 use std::io::Read;
 use std::path::PathBuf;
@@ -112,6 +113,15 @@ fn sync_lane(lane: &'static Lane, mut rng: Rng, until: u64) {
         lane.returned();
         ctx.gate_leave();
         settle(lane, way, result);
+        // However the function was left (a panic too), this thread holds
+        // nothing now, by lockattr's own account.
+        if let Ok(true) = Lock::new(crate::ways::SOAK).still_held() {
+            failure(
+                lane,
+                way,
+                "the lock is still held by this thread after its function returned",
+            );
+        }
         if rng.chance(30) {
             ctx.leak_check();
         }
