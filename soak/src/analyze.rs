@@ -325,7 +325,7 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
         }
     }
     an.occupancy = occupancy(&an.bodies, &an.overlaps, failures);
-    an.counter = counter_check(&an.bodies, &an.overlaps, counter, failures);
+    an.counter = counter_check(&an.bodies, &an.overlaps, counter, an.end, failures);
     an.shared_changed = shared_check(&an.bodies, &an.overlaps, failures);
     for b in &an.bodies {
         let way = b.way as usize;
@@ -522,6 +522,7 @@ fn counter_check(
     bodies: &[Body],
     overlaps: &[Overlap],
     (value, last_writer): (u64, u64),
+    end: u64,
     failures: &mut Vec<(u64, String)>,
 ) -> Counter {
     let by_id: HashMap<u64, usize> = bodies.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
@@ -588,7 +589,7 @@ fn counter_check(
         ));
     } else if counter.lost as u64 > counter.lost_explained {
         failures.push((
-            0,
+            end,
             format!(
                 "{} lost updates of the counter that no explained overlap accounts for",
                 counter.lost as u64 - counter.lost_explained
