@@ -25,7 +25,7 @@ mutant no-unlock lockattr/src/registry.rs \
   's/(fn unlock\(&mut self\) \{\n\s*if let \(Some\(mode\), Some\(handle\)\) = \(self\.held\.take\(\), &mut self\.handle\) \{\n\s*)handle\.unlock\(mode\);/$1let _ = (handle, mode);/'
 mutant panic-keeps lockattr/src/lock.rs \
   'a hold is not released when its function panics' \
-  's/(impl Drop for Hold \{\n\s*fn drop\(&mut self\) \{\n\s*)self\.slot\.release\(self\.holder\);/$1if !std::thread::panicking() { self.slot.release(self.holder); }/'
+  's/(impl Drop for Hold \{\n\s*fn drop\(&mut self\) \{)/$1\n        if std::thread::panicking() { return; }/'
 mutant exclusive-joins-shared lockattr/src/registry.rs \
   'an exclusive request of another thread joins a shared hold' \
   's/if st\.mode == Some\(LockMode::Shared\) && mode == LockMode::Shared \{/if st.mode == Some(LockMode::Shared) {/'

@@ -110,8 +110,9 @@ pub struct Analysis {
     pub sysctl_flips: u64,
     pub sysctl_levels: [u64; 3],
     pub bodies: Vec<Body>,
-    pub completed: [u64; WAYS],
-    pub killed: [u64; WAYS],
+    /// Per way (`Way as usize`).
+    pub completed: Vec<u64>,
+    pub killed: Vec<u64>,
     pub exits: [u64; 5],
     pub overlaps: Vec<Overlap>,
     pub occupancy: (u64, u64),
@@ -119,8 +120,8 @@ pub struct Analysis {
     pub shared_changed: (u64, u64),
     pub longest_wait: (u64, Option<Way>),
     pub lost_warnings: u64,
-    pub flock: [[u64; OUTCOMES]; WAYS],
-    pub flock_entered: [u64; WAYS],
+    pub flock: Vec<[u64; OUTCOMES]>,
+    pub flock_entered: Vec<u64>,
     /// Every failure: when (ns since start), and what.
     pub failures: Vec<(u64, String)>,
 }
@@ -135,7 +136,13 @@ pub struct Counter {
 }
 
 pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) -> Analysis {
-    let mut an = Analysis::default();
+    let mut an = Analysis {
+        completed: vec![0; WAYS],
+        killed: vec![0; WAYS],
+        flock: vec![[0; OUTCOMES]; WAYS],
+        flock_entered: vec![0; WAYS],
+        ..Analysis::default()
+    };
     let mut procs: HashMap<(u8, u32), Proc> = HashMap::new();
     let mut by_id: HashMap<u64, usize> = HashMap::new();
     let mut exits: Vec<&Record> = Vec::new();

@@ -9,7 +9,7 @@ use crate::plan::{BodyErr, Deliberate, Nest, Plan};
 use crate::rng::Rng;
 use crate::way::{Outcome, Way};
 use crate::ways::SOAK;
-use lockattr::exclusive;
+use lockattr::{Lock, exclusive};
 use std::time::Duration;
 
 /// Waits `gap`: awaited (a point where a timeout can cancel the body) when
@@ -104,8 +104,26 @@ async fn inner_shared(lane: &'static Lane, plan: Plan) -> Result<(), BodyErr> {
     work_leaf(&mut body, &plan).await
 }
 
+/// A guard from `Lock::acquire_async`, held across awaits, with a locked
+/// fn awaited through `scope` (re-enters) while it holds.
+async fn guard(lane: &'static Lane, plan: Plan, limit: Duration) -> Result<(), BodyErr> {
+    let guard = Lock::new(SOAK).wait_for(limit).acquire_async().await?;
+    let mut body = lane.enter(Way::AsyncGuard);
+    pause_async(plan.before).await;
+    body.read_modify_write(plan.gap);
+    if let Some(inner) = plan.inner.clone() {
+        if let Err(BodyErr::Lock(err)) = guard.scope(inner_exclusive(lane, *inner)).await {
+            let text = format!("a re-entry through AsyncGuard::scope failed: {err}");
+            crate::worker::failure(lane, Way::AsyncNestedInner, &text);
+        }
+    }
+    pause_async(plan.after).await;
+    body.leaving(Exit::Normal);
+    Ok(())
+}
+
 /// The async ways a task draws from, with their weights.
-pub const WAYS: [(u64, Way); 7] = [
+pub const WAYS: [(u64, Way); 8] = [
     (12, Way::AsyncTry),
     (10, Way::AsyncWait),
     (10, Way::AsyncWaitFor),
@@ -113,6 +131,7 @@ pub const WAYS: [(u64, Way); 7] = [
     (8, Way::AsyncNestedOuter),
     (10, Way::AsyncCancel),
     (6, Way::AsyncSharedCancel),
+    (8, Way::AsyncGuard),
 ];
 
 /// One call of `way`, as a task of its own. `Ok(None)`: a timeout cancelled
@@ -123,7 +142,7 @@ pub async fn call(
     rng: &mut Rng,
 ) -> Result<Option<Result<(), BodyErr>>, Box<dyn std::any::Any + Send>> {
     let mut plan = Plan::random(rng, way.exclusive(), true);
-    if way == Way::AsyncNestedOuter {
+    if matches!(way, Way::AsyncNestedOuter | Way::AsyncGuard) {
         plan = plan.with_inner(rng);
     }
     if matches!(way, Way::AsyncCancel | Way::AsyncSharedCancel) && rng.chance(500) {
@@ -138,6 +157,7 @@ pub async fn call(
             Way::AsyncWaitFor => Some(wait_for_exclusive(lane, plan).await),
             Way::AsyncSharedWaitFor => Some(wait_for_shared(lane, plan).await),
             Way::AsyncNestedOuter => Some(nested_outer(lane, plan).await),
+            Way::AsyncGuard => Some(guard(lane, plan, limit).await),
             Way::AsyncCancel => tokio::time::timeout(limit, cancellable_exclusive(lane, plan))
                 .await
                 .ok(),

@@ -33,6 +33,18 @@ pub enum Way {
     GuardWaitFor,
     /// `Lock::new(SOAK).shared().wait().acquire()`.
     GuardSharedWait,
+    /// `#[exclusive("{name}", wait = "300ms")] fn` called with `"soak"`.
+    Templated,
+    /// `LockName::from_template("{name}", ..)` at run time, then
+    /// `Lock::new(..).wait_for(..).acquire()`.
+    TemplatedGuard,
+    /// `#[exclusive(SOAK, "soak-b", wait)] fn`: two locks, one order.
+    TwoNames,
+    /// `#[exclusive("soak-b", SOAK, wait)] fn`: the other way round.
+    TwoNamesReversed,
+    /// An exclusive `wait` fn that lends its hold to a scoped thread
+    /// (`lockattr::lend`), which re-enters.
+    Lent,
     /// `#[exclusive(SOAK)] async fn`: try once.
     AsyncTry,
     /// `#[exclusive(SOAK, wait)] async fn`.
@@ -50,6 +62,9 @@ pub enum Way {
     AsyncCancel,
     /// The same, shared.
     AsyncSharedCancel,
+    /// `Lock::new(SOAK).wait_for(..).acquire_async().await`, a nested
+    /// locked fn awaited through `AsyncGuard::scope`.
+    AsyncGuard,
     /// `( flock -n 9 || exit 75; body ) 9<"$lock"`.
     FlockTry,
     /// `flock -w 0.3 9`.
@@ -82,6 +97,11 @@ impl Way {
         Way::GuardTry,
         Way::GuardWaitFor,
         Way::GuardSharedWait,
+        Way::Templated,
+        Way::TemplatedGuard,
+        Way::TwoNames,
+        Way::TwoNamesReversed,
+        Way::Lent,
         Way::AsyncTry,
         Way::AsyncWait,
         Way::AsyncWaitFor,
@@ -91,6 +111,7 @@ impl Way {
         Way::AsyncNestedInnerShared,
         Way::AsyncCancel,
         Way::AsyncSharedCancel,
+        Way::AsyncGuard,
         Way::FlockTry,
         Way::FlockWaitFor,
         Way::FlockWait,
@@ -113,6 +134,11 @@ impl Way {
             Way::GuardTry => "Lock::acquire try-once",
             Way::GuardWaitFor => "Lock::wait_for().acquire",
             Way::GuardSharedWait => "Lock::shared().wait().acquire",
+            Way::Templated => "#[exclusive(\"{name}\")] wait = \"300ms\"",
+            Way::TemplatedGuard => "LockName::from_template, Lock::acquire",
+            Way::TwoNames => "#[exclusive(SOAK, \"soak-b\", wait)]",
+            Way::TwoNamesReversed => "#[exclusive(\"soak-b\", SOAK, wait)]",
+            Way::Lent => "lend() to a scoped thread",
             Way::AsyncTry => "async try-once",
             Way::AsyncWait => "async wait",
             Way::AsyncWaitFor => "async wait = \"300ms\"",
@@ -122,6 +148,7 @@ impl Way {
             Way::AsyncNestedInnerShared => "async nested: shared re-entry",
             Way::AsyncCancel => "async wait under timeout",
             Way::AsyncSharedCancel => "async shared wait under timeout",
+            Way::AsyncGuard => "Lock::acquire_async, scope()",
             Way::FlockTry => "flock(1) -n",
             Way::FlockWaitFor => "flock(1) -w 0.3",
             Way::FlockWait => "flock(1)",
@@ -232,6 +259,9 @@ impl Way {
             | Way::AsyncSharedWaitFor
             | Way::AsyncCancel
             | Way::AsyncSharedCancel
+            | Way::Templated
+            | Way::TemplatedGuard
+            | Way::AsyncGuard
             | Way::FlockWaitFor
             | Way::FlockShared => Patience::Bounded,
             Way::Wait
@@ -240,6 +270,9 @@ impl Way {
             | Way::GuardSharedWait
             | Way::AsyncWait
             | Way::AsyncNestedOuter
+            | Way::TwoNames
+            | Way::TwoNamesReversed
+            | Way::Lent
             | Way::FlockWait => Patience::Forever,
             Way::NestedInner
             | Way::NestedInnerShared

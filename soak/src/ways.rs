@@ -7,7 +7,7 @@ use crate::journal::Exit;
 use crate::plan::{BodyErr, Deliberate, Nest, Plan};
 use crate::rng::Rng;
 use crate::way::Way;
-use lockattr::{ErrorKind, Lock, LockName, exclusive};
+use lockattr::{ErrorKind, Lock, LockName, exclusive, lend};
 use std::time::Duration;
 
 /// The one lock every participant takes, in the directory the process
@@ -116,6 +116,59 @@ fn nest(lane: &Lane, plan: &Plan) -> Result<(), String> {
     }
 }
 
+/// A name from an argument: `"{name}"` with `"soak"` is the same lock.
+#[exclusive("{name}", wait = "300ms")]
+fn templated(name: &str, lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
+    let mut body = lane.enter(Way::Templated);
+    work(&mut body, plan, || Ok(()))
+}
+
+fn templated_guard(lane: &Lane, plan: &Plan, limit: Duration) -> Result<(), BodyErr> {
+    let name = LockName::from_template("{name}", &[("name", &SOAK.as_str())])?;
+    let _guard = Lock::new(name).wait_for(limit).acquire()?;
+    let mut body = lane.enter(Way::TemplatedGuard);
+    work(&mut body, plan, || Ok(()))
+}
+
+// Two locks, named in both orders by different functions: taken in one
+// global order, so callers of the two never deadlock (the hang check).
+#[exclusive(SOAK, "soak-b", wait)]
+fn two_names(lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
+    let mut body = lane.enter(Way::TwoNames);
+    work(&mut body, plan, || Ok(()))
+}
+
+#[exclusive("soak-b", SOAK, wait)]
+fn two_names_reversed(lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
+    let mut body = lane.enter(Way::TwoNamesReversed);
+    work(&mut body, plan, || Ok(()))
+}
+
+/// Lends its hold to a scoped thread, whose try-once must re-enter.
+#[exclusive(SOAK, wait)]
+fn lent(lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
+    let mut body = lane.enter(Way::Lent);
+    let inner = plan
+        .inner
+        .as_deref()
+        .expect("a nested way has an inner plan");
+    let lent = lend();
+    work(&mut body, plan, || {
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| lent.run(|| inner_exclusive(lane, inner)))
+                .join()
+        });
+        match result {
+            Ok(Ok(()) | Err(BodyErr::Deliberate)) => Ok(()),
+            Ok(Err(BodyErr::Lock(err))) => {
+                Err(format!("a re-entry on a lent thread failed: {err}"))
+            }
+            Err(_) => Err("the lent thread panicked".to_owned()),
+        }
+    })
+}
+
 fn guard_try(lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
     let _guard = Lock::new(SOAK).acquire()?;
     let mut body = lane.enter(Way::GuardTry);
@@ -139,7 +192,7 @@ fn guard_shared_wait(lane: &Lane, plan: &Plan) -> Result<(), BodyErr> {
 }
 
 /// The synchronous ways a thread draws from, with their weights.
-pub const WAYS: [(u64, Way); 11] = [
+pub const WAYS: [(u64, Way); 16] = [
     (14, Way::Try),
     (10, Way::Wait),
     (10, Way::WaitFor),
@@ -151,6 +204,11 @@ pub const WAYS: [(u64, Way); 11] = [
     (8, Way::GuardTry),
     (8, Way::GuardWaitFor),
     (5, Way::GuardSharedWait),
+    (4, Way::Templated),
+    (4, Way::TemplatedGuard),
+    (3, Way::TwoNames),
+    (3, Way::TwoNamesReversed),
+    (4, Way::Lent),
 ];
 
 /// One call of `way`.
@@ -168,6 +226,13 @@ pub fn call(lane: &Lane, way: Way, rng: &mut Rng) -> Result<(), BodyErr> {
         Way::GuardTry => guard_try(lane, &plan),
         Way::GuardWaitFor => guard_wait_for(lane, &plan, Duration::from_millis(rng.range(1, 500))),
         Way::GuardSharedWait => guard_shared_wait(lane, &plan),
+        Way::Templated => templated(SOAK.as_str(), lane, &plan),
+        Way::TemplatedGuard => {
+            templated_guard(lane, &plan, Duration::from_millis(rng.range(1, 500)))
+        }
+        Way::TwoNames => two_names(lane, &plan),
+        Way::TwoNamesReversed => two_names_reversed(lane, &plan),
+        Way::Lent => lent(lane, &plan),
         other => unreachable!("{other:?} is not drawn by a thread"),
     }
 }
