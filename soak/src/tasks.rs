@@ -111,11 +111,11 @@ async fn guard(lane: &'static Lane, plan: Plan, limit: Duration) -> Result<(), B
     let mut body = lane.enter(Way::AsyncGuard);
     pause_async(plan.before).await;
     body.read_modify_write(plan.gap);
-    if let Some(inner) = plan.inner.clone() {
-        if let Err(BodyErr::Lock(err)) = guard.scope(inner_exclusive(lane, *inner)).await {
-            let text = format!("a re-entry through AsyncGuard::scope failed: {err}");
-            crate::worker::failure(lane, Way::AsyncNestedInner, &text);
-        }
+    if let Some(inner) = plan.inner.clone()
+        && let Err(BodyErr::Lock(err)) = guard.scope(inner_exclusive(lane, *inner)).await
+    {
+        let text = format!("a re-entry through AsyncGuard::scope failed: {err}");
+        crate::worker::failure(lane, Way::AsyncNestedInner, &text);
     }
     pause_async(plan.after).await;
     body.leaving(Exit::Normal);
