@@ -5,7 +5,10 @@
 //!
 //! The one such event is the lock file removed or replaced while held: the
 //! holder keeps its flock on a file that has no name any more, and the next
-//! caller locks the new file. An overlap of bodies A and B is explained only
+//! caller locks the new file. (In PostgreSQL mode it is the holder's
+//! session ended under it: its backend terminated, or the server
+//! restarted; the server lets go of the lock, and the holder is told only
+//! by its heartbeat.) An overlap of bodies A and B is explained only
 //! if they held flocks on two different files (the kernel says which, at
 //! entry: `held.rs`), and the file of one of them, say A, was removed after
 //! A's process began holding it and before B began. "Began holding" is the
@@ -66,6 +69,8 @@ pub struct Body {
     pub vanished: bool,
     pub file: u64,
     pub wait: u64,
+    /// PostgreSQL mode: the hold's fencing token (0: not asked).
+    pub token: u64,
     pub bits: (u64, u64),
     pub no_flock: bool,
     pub wrong_mode: bool,
@@ -77,12 +82,47 @@ pub struct Body {
     pub hold_start: u64,
 }
 
+/// An event that takes a lock away from its holder, between `before` and
+/// `after`.
 #[derive(Debug)]
-pub struct Removal {
-    pub replace: bool,
-    pub file: u64,
+pub struct Loss {
+    pub kind: LossKind,
     pub before: u64,
     pub after: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// The lock file (this one) was deleted.
+    Delete(u64),
+    /// The lock file (this one) was replaced.
+    Replace(u64),
+    /// A backend of this process (slot, incarnation) was terminated; true
+    /// if it was the session of the soak's lock.
+    Terminate(u8, u32, bool),
+    Restart,
+}
+
+impl Loss {
+    pub fn describe(&self) -> String {
+        match self.kind {
+            LossKind::Delete(file) => format!("{} deleted", fileid::show(file)),
+            LossKind::Replace(file) => format!("{} replaced", fileid::show(file)),
+            LossKind::Terminate(slot, inc, _) => {
+                format!("backend of slot {slot} inc {inc} terminated")
+            }
+            LossKind::Restart => "server restarted".to_owned(),
+        }
+    }
+
+    /// Whether it takes away `body`'s lock.
+    fn takes(&self, body: &Body) -> bool {
+        match self.kind {
+            LossKind::Delete(file) | LossKind::Replace(file) => file == body.file,
+            LossKind::Terminate(slot, inc, soak) => soak && (slot, inc) == (body.slot, body.inc),
+            LossKind::Restart => true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -106,7 +146,13 @@ pub struct Analysis {
     pub holder_kills: u64,
     pub stops: u64,
     pub longest_stop: u64,
-    pub removals: Vec<Removal>,
+    /// PostgreSQL mode: no lock files; an entry's `a` is a fencing token.
+    pub database: bool,
+    pub losses: Vec<Loss>,
+    /// PostgreSQL mode: lock errors while the server was restarting or the
+    /// process's session had just been terminated.
+    pub outage_errors: u64,
+    pub token_regressions: u64,
     pub sysctl_flips: u64,
     pub sysctl_levels: [u64; 3],
     pub bodies: Vec<Body>,
@@ -146,11 +192,15 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
     let mut procs: HashMap<(u8, u32), Proc> = HashMap::new();
     let mut by_id: HashMap<u64, usize> = HashMap::new();
     let mut exits: Vec<&Record> = Vec::new();
+    // Every read of the counter: (writer read, value read).
+    let mut reads: Vec<(u64, u64)> = Vec::new();
     let mut oddities: Vec<(u64, String)> = Vec::new();
+    // Lock errors in PostgreSQL mode, judged once every outage is known.
+    let mut pending: Vec<&Record> = Vec::new();
     for r in records {
         let proc = || (r.slot, r.inc);
         match r.kind() {
-            Some(Kind::Start) => (an.start, an.seed) = (r.t, r.a),
+            Some(Kind::Start) => (an.start, an.seed, an.database) = (r.t, r.a, r.c == 1),
             Some(Kind::End) => an.end = r.t,
             // Kills at the end are not chaos.
             Some(Kind::Kill) if an.end != 0 => {
@@ -194,9 +244,23 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
                     p.stops.push((open, r.t));
                 }
             }
-            Some(Kind::Delete | Kind::Replace) => an.removals.push(Removal {
-                replace: r.kind() == Some(Kind::Replace),
-                file: r.a,
+            Some(Kind::Delete) => an.losses.push(Loss {
+                kind: LossKind::Delete(r.a),
+                before: r.b,
+                after: r.t,
+            }),
+            Some(Kind::Replace) => an.losses.push(Loss {
+                kind: LossKind::Replace(r.a),
+                before: r.b,
+                after: r.t,
+            }),
+            Some(Kind::Terminate) => an.losses.push(Loss {
+                kind: LossKind::Terminate(r.slot, r.inc, r.has(flag::HOLDER)),
+                before: r.b,
+                after: r.t,
+            }),
+            Some(Kind::Restart) => an.losses.push(Loss {
+                kind: LossKind::Restart,
                 before: r.b,
                 after: r.t,
             }),
@@ -225,7 +289,8 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
                     exit: None,
                     killed: false,
                     vanished: false,
-                    file: r.a,
+                    file: if an.database { 0 } else { r.a },
+                    token: if an.database { r.a } else { 0 },
                     wait: if r.has(flag::NESTED) { 0 } else { r.b },
                     bits: (r.c, r.d),
                     no_flock: r.has(flag::NO_FLOCK),
@@ -236,6 +301,10 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
                 });
             }
             Some(Kind::Exit) => exits.push(r),
+            Some(Kind::Read) => reads.push((r.b, r.a)),
+            Some(Kind::Error) if an.database && Oops::from_u64(r.a) == Some(Oops::LockError) => {
+                pending.push(r);
+            }
             Some(Kind::Error) => {
                 let what = match Oops::from_u64(r.a) {
                     Some(Oops::UnexpectedPanic) => "an unexpected panic",
@@ -263,6 +332,7 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
             Some(Kind::Failure) => {
                 let what = match Oops::from_u64(r.a) {
                     Some(Oops::Hang) => "no body completed for 10 s with no process stopped (hang)",
+                    Some(Oops::Stuck) => "a process did not finish within 20 s of being asked to",
                     Some(Oops::WorkerDied) => "a participant died unasked",
                     Some(Oops::BadFileMode) => "the lock file had a mode other than 0644",
                     Some(Oops::Growth) => "a long-lived worker's descriptors or threads grew",
@@ -279,6 +349,21 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
     }
     if an.end == 0 {
         an.end = records.iter().map(|r| r.t).max().unwrap_or(0);
+    }
+    for r in pending {
+        if during_outage(&an.losses, r) {
+            an.outage_errors += 1;
+        } else {
+            let way = Way::from_u8(r.way).map_or("?", Way::name);
+            oddities.push((
+                r.t,
+                format!(
+                    "a lock error in slot {} incarnation {} lane {} ({way}) with the server up; \
+                     see SOAK-ERROR in the log",
+                    r.slot, r.inc, r.lane
+                ),
+            ));
+        }
     }
     for r in exits {
         let Some(&i) = by_id.get(&r.id) else {
@@ -298,8 +383,9 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
         }
     }
     finish_bodies(&mut an, &procs);
-    hold_starts(&mut an.bodies);
-    an.overlaps = overlaps(&an.bodies, &an.removals, &procs);
+    hold_starts(&mut an.bodies, an.database);
+    an.overlaps = overlaps(&an.bodies, &an.losses, &procs);
+    an.token_regressions = tokens(&an.bodies, &mut oddities);
     let failures = &mut an.failures;
     failures.extend(oddities);
     for o in &an.overlaps {
@@ -332,7 +418,7 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
         }
     }
     an.occupancy = occupancy(&an.bodies, &an.overlaps, failures);
-    an.counter = counter_check(&an.bodies, &an.overlaps, counter, an.end, failures);
+    an.counter = counter_check(&an.bodies, &an.overlaps, &reads, counter, an.end, failures);
     an.shared_changed = shared_check(&an.bodies, &an.overlaps, failures);
     for b in &an.bodies {
         let way = b.way as usize;
@@ -378,10 +464,68 @@ fn finish_bodies(an: &mut Analysis, procs: &HashMap<(u8, u32), Proc>) {
     }
 }
 
-/// Bodies of one process on one file that overlap share one hold.
-fn hold_starts(bodies: &mut [Body]) {
+/// A lock error in PostgreSQL mode is expected while the server restarts
+/// (and until the workers have reconnected) and after the process's own
+/// session was terminated.
+fn during_outage(losses: &[Loss], error: &Record) -> bool {
+    const AFTER: u64 = 20_000_000_000;
+    losses.iter().any(|loss| match loss.kind {
+        LossKind::Restart => {
+            loss.before.saturating_sub(1_000_000_000) <= error.t && error.t <= loss.after + AFTER
+        }
+        LossKind::Terminate(slot, inc, _) => {
+            (slot, inc) == (error.slot, error.inc)
+                && loss.before <= error.t
+                && error.t <= loss.after + AFTER
+        }
+        _ => false,
+    })
+}
+
+/// PostgreSQL mode: a hold that began after another ended must have a
+/// larger fencing token. Returns how many did not.
+fn tokens(bodies: &[Body], failures: &mut Vec<(u64, String)>) -> u64 {
+    let mut by_start: Vec<&Body> = bodies
+        .iter()
+        .filter(|b| b.token != 0 && b.outer.is_none())
+        .collect();
+    let mut by_end = by_start.clone();
+    by_start.sort_by_key(|b| b.t0);
+    by_end.sort_by_key(|b| b.end);
+    let (mut ended, mut highest, mut regressions) = (0, None::<&Body>, 0);
+    for b in by_start {
+        while ended < by_end.len() && by_end[ended].end <= b.t0 {
+            if highest.is_none_or(|h| by_end[ended].token > h.token) {
+                highest = Some(by_end[ended]);
+            }
+            ended += 1;
+        }
+        if let Some(h) = highest.filter(|h| h.token >= b.token) {
+            regressions += 1;
+            failures.push((
+                b.t0,
+                format!(
+                    "fencing token {} after a hold that ended with {}: {} after {}",
+                    b.token,
+                    h.token,
+                    describe(b),
+                    describe(h)
+                ),
+            ));
+        }
+    }
+    regressions
+}
+
+/// Bodies of one process on one file (or one server) that overlap share
+/// one hold.
+fn hold_starts(bodies: &mut [Body], database: bool) {
     let mut groups: HashMap<(u8, u32, u64), Vec<usize>> = HashMap::new();
-    for (i, b) in bodies.iter().enumerate().filter(|(_, b)| b.file != 0) {
+    for (i, b) in bodies
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| database || b.file != 0)
+    {
         groups.entry((b.slot, b.inc, b.file)).or_default().push(i);
     }
     for members in groups.values_mut() {
@@ -399,11 +543,7 @@ fn hold_starts(bodies: &mut [Body]) {
 
 /// Every pair of outermost bodies of different holders that ran at once,
 /// one of them exclusive, with its verdict.
-fn overlaps(
-    bodies: &[Body],
-    removals: &[Removal],
-    procs: &HashMap<(u8, u32), Proc>,
-) -> Vec<Overlap> {
+fn overlaps(bodies: &[Body], losses: &[Loss], procs: &HashMap<(u8, u32), Proc>) -> Vec<Overlap> {
     let mut order: Vec<usize> = (0..bodies.len())
         .filter(|&i| bodies[i].outer.is_none())
         .collect();
@@ -422,7 +562,7 @@ fn overlaps(
             found.push(Overlap {
                 a: j,
                 b: i,
-                verdict: verdict(a, b, removals, procs),
+                verdict: verdict(a, b, losses, procs),
             });
         }
         active.push(i);
@@ -433,39 +573,43 @@ fn overlaps(
 fn verdict(
     a: &Body,
     b: &Body,
-    removals: &[Removal],
+    losses: &[Loss],
     procs: &HashMap<(u8, u32), Proc>,
 ) -> Result<(usize, u64), &'static str> {
     if (a.slot, a.inc) == (b.slot, b.inc) {
         return Err("two holders in one process");
     }
-    if a.file == 0 || b.file == 0 {
+    let files = a.file != 0 || b.file != 0;
+    if files && (a.file == 0 || b.file == 0) {
         return Err("one held no flock");
     }
-    if a.file == b.file {
+    if files && a.file == b.file {
         return Err("both held flocks on the same file");
     }
-    explains(a, b, removals, procs)
-        .or_else(|| explains(b, a, removals, procs))
-        .ok_or("no removal of the lock file while it was held explains it")
+    explains(a, b, losses, procs)
+        .or_else(|| explains(b, a, losses, procs))
+        .ok_or(match files {
+            true => "no removal of the lock file while it was held explains it",
+            false => "no session ended while it was held explains it",
+        })
 }
 
-/// A removal of `x`'s file after `x`'s hold began (within the slack) and
-/// before `y` began: the removal and how long before the hold it came.
+/// A loss of `x`'s lock after `x`'s hold began (within the slack) and
+/// before `y` began: the loss and how long before the hold it came.
 fn explains(
     x: &Body,
     y: &Body,
-    removals: &[Removal],
+    losses: &[Loss],
     procs: &HashMap<(u8, u32), Proc>,
 ) -> Option<(usize, u64)> {
     let proc = procs.get(&(x.slot, x.inc));
-    removals.iter().enumerate().find_map(|(i, r)| {
-        if r.file != x.file || r.before > y.t0 {
+    losses.iter().enumerate().find_map(|(i, loss)| {
+        if !loss.takes(x) || loss.before > y.t0 {
             return None;
         }
-        let stopped = proc.map_or(0, |p| p.stopped_within(r.before, x.hold_start));
+        let stopped = proc.map_or(0, |p| p.stopped_within(loss.before, x.hold_start));
         let earliest = x.hold_start.saturating_sub(SLACK + stopped);
-        (r.after >= earliest).then(|| (i, x.hold_start.saturating_sub(r.after)))
+        (loss.after >= earliest).then(|| (i, x.hold_start.saturating_sub(loss.after)))
     })
 }
 
@@ -522,12 +666,14 @@ fn outermost(bodies: &[Body], by_id: &HashMap<u64, usize>, i: usize) -> usize {
 }
 
 /// The counter: every write that landed (completed bodies, and killed
-/// bodies whose id a later reader or the file itself names) adds one,
+/// bodies whose id a later reader, even one killed before it wrote, or the
+/// file itself names) adds one,
 /// minus the updates lost to two bodies writing the same value. A lost
 /// update is explained only by an explained overlap of its writers.
 fn counter_check(
     bodies: &[Body],
     overlaps: &[Overlap],
+    reads: &[(u64, u64)],
     (value, last_writer): (u64, u64),
     end: u64,
     failures: &mut Vec<(u64, String)>,
@@ -545,10 +691,7 @@ fn counter_check(
         value,
         ..Counter::default()
     };
-    let mut read_from: HashMap<u64, u64> = HashMap::new();
-    for b in bodies.iter().filter(|b| b.exclusive && b.rmw.2 != 0) {
-        read_from.insert(b.rmw.1, b.rmw.0);
-    }
+    let mut read_from: HashMap<u64, u64> = reads.iter().copied().collect();
     read_from.insert(last_writer, value);
     for (i, b) in bodies.iter().enumerate().filter(|(_, b)| b.exclusive) {
         if b.rmw.2 != 0 {

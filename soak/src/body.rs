@@ -27,6 +27,9 @@ pub enum Probe {
     Path(PathBuf),
     /// A flock(1) helper: the descriptor the script locked.
     Fd(i32),
+    /// A PostgreSQL advisory lock: no file to ask the kernel about; the
+    /// entry records the hold's fencing token instead.
+    Database,
 }
 
 /// One process's side of the run.
@@ -77,6 +80,7 @@ impl Ctx {
         match &self.probe {
             Probe::Path(path) => held::by_path(path),
             Probe::Fd(fd) => held::by_fd(*fd),
+            Probe::Database => None,
         }
     }
 
@@ -147,6 +151,11 @@ impl Ctx {
             self.shm.failures.fetch_add(1, SeqCst);
         }
         leaked
+    }
+
+    /// PostgreSQL mode: no lock file.
+    pub fn database(&self) -> bool {
+        matches!(self.probe, Probe::Database)
     }
 
     pub fn record(&self, kind: Kind, lane: usize) -> Record {
@@ -242,14 +251,19 @@ impl Lane {
                 .slot(ctx.slot)
                 .set_phase(self.index, Phase::Inside, t0);
         }
-        match ctx.held() {
-            Some(held) => {
+        match (&ctx.probe, ctx.held()) {
+            (Probe::Database, _) if exclusive && !nested => {
+                let token = lockattr::Lock::new(crate::ways::SOAK).fencing_token();
+                record.a = token.unwrap_or(0);
+            }
+            (Probe::Database, _) => {}
+            (_, Some(held)) => {
                 record.a = held.file;
                 if exclusive && !held.exclusive {
                     record.flags |= flag::WRONG_MODE;
                 }
             }
-            None => record.flags |= flag::NO_FLOCK,
+            (_, None) => record.flags |= flag::NO_FLOCK,
         }
         // Certain failures stop the run early; an overlap with another
         // process waits for the replay, which may explain it.
@@ -326,6 +340,9 @@ impl<'a> Body<'a> {
     pub fn read_modify_write(&mut self, gap: Duration) {
         let ctx = self.lane.ctx;
         let (count, writer) = ctx.read_counter();
+        let mut record = ctx.record(Kind::Read, self.lane.index);
+        (record.id, record.a, record.b) = (self.id, count, writer);
+        ctx.journal.append(&record);
         pause(gap);
         ctx.write_counter(count + 1, self.id);
         self.rmw = Some((count, writer, count + 1));

@@ -21,7 +21,8 @@ pub fn now() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
-    /// The run began: `a` = the seed.
+    /// The run began: `a` = the seed, `b` = its planned seconds, `c` = 1
+    /// in PostgreSQL mode (an entry's `a` is then a fencing token).
     Start = 1,
     /// A body began, `t` taken right after the lock was granted: `a` = the
     /// file the process holds its flock on (`fileid`; 0: none found), `b` = how long
@@ -34,6 +35,11 @@ pub enum Kind {
     /// wrote it, `c` = the value written (0: no write); for a shared body
     /// `c` and `d` = the counter at entry and at exit.
     Exit = 3,
+    /// An exclusive body read the counter and is about to write it: `a` =
+    /// the value read, `b` = the body that wrote it. Journalled before the
+    /// write, so that a writer killed right after its write is still known
+    /// to have read its predecessor's value.
+    Read = 4,
     /// The parent started a process in a slot: `a` = its pid.
     Spawn = 10,
     /// The parent is about to SIGKILL a slot's processes.
@@ -50,6 +56,13 @@ pub enum Kind {
     Replace = 16,
     /// The parent set fs.protected_regular to `a`.
     Sysctl = 17,
+    /// PostgreSQL mode: the parent terminated the backend of a session of
+    /// the slot's process (`a` = its pid; flag `HOLDER`: a session of the
+    /// soak's lock), between `b` and `t`.
+    Terminate = 18,
+    /// PostgreSQL mode: the parent restarted the server, between `b` and
+    /// `t`.
+    Restart = 19,
     /// A worker could not take the lock for a reason other than busy, or
     /// an unexpected panic: `a` = an [`Oops`] code. The message is in the
     /// workers' log.
@@ -67,8 +80,8 @@ impl Kind {
     fn from_u8(raw: u8) -> Option<Kind> {
         use Kind::*;
         [
-            Start, Enter, Exit, Spawn, Kill, Stop, Cont, Reap, Delete, Replace, Sysctl, Error,
-            Leak, Failure, End,
+            Start, Enter, Exit, Read, Spawn, Kill, Stop, Cont, Reap, Delete, Replace, Sysctl,
+            Terminate, Restart, Error, Leak, Failure, End,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == raw)
@@ -86,6 +99,10 @@ pub enum Oops {
     BadFileMode = 5,
     Growth = 6,
     NoSysctlRestore = 7,
+    /// A thread still held the lock after its function returned.
+    StillHeld = 8,
+    /// A process did not finish within 20 s of being asked to.
+    Stuck = 9,
 }
 
 impl Oops {
@@ -99,6 +116,8 @@ impl Oops {
             BadFileMode,
             Growth,
             NoSysctlRestore,
+            StillHeld,
+            Stuck,
         ]
         .into_iter()
         .find(|oops| *oops as u64 == raw)

@@ -8,6 +8,7 @@ mod fileid;
 mod flock;
 mod held;
 mod journal;
+mod pgchaos;
 mod plan;
 mod procfs;
 mod report;
@@ -67,6 +68,11 @@ OPTIONS:
                     recipe says, without checking afterwards that the path
                     still names the file they locked (lockattr does): shows
                     the overlaps that check prevents
+    --postgres URL  lock on this PostgreSQL server instead (LOCKATTR_URL;
+                    build with --features postgres); `auto` starts a
+                    throw-away one (tests/pg/cluster) that the chaos loop
+                    also restarts. No lock files then: no flock(1) scripts,
+                    no removals; backends are terminated instead
     -h, --help      this text
 
 Root is needed for the second user and the sysctl; without root the run says
@@ -121,6 +127,7 @@ fn parse(args: &[String]) -> Result<Option<run::Config>, String> {
         users: true,
         sysctl: true,
         naive_flock: false,
+        postgres: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -144,6 +151,7 @@ fn parse(args: &[String]) -> Result<Option<run::Config>, String> {
             "--no-users" => config.users = false,
             "--no-sysctl" => config.sysctl = false,
             "--naive-flock" => config.naive_flock = true,
+            "--postgres" => config.postgres = Some(value("--postgres")?),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -156,15 +164,16 @@ fn parse(args: &[String]) -> Result<Option<run::Config>, String> {
     Ok(Some(config))
 }
 
-/// `__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL`, started by the parent.
+/// `__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL URL`, started by the
+/// parent (URL `-`: lock files).
 fn worker(args: &[String]) -> i32 {
-    let [run, lock_dir, slot, inc, seed, mask, until] = args else {
-        return usage("__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL");
+    let [run, lock_dir, slot, inc, seed, mask, until, url] = args else {
+        return usage("__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL URL");
     };
     let (Ok(slot), Ok(inc), Ok(seed), Ok(until)) =
         (slot.parse(), inc.parse(), seed.parse(), until.parse())
     else {
-        return usage("__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL");
+        return usage("__worker RUN LOCK_DIR SLOT INC SEED UMASK UNTIL URL");
     };
     worker::main(worker::Args {
         run: PathBuf::from(run),
@@ -174,6 +183,7 @@ fn worker(args: &[String]) -> i32 {
         seed,
         umask_077: mask == "077",
         until,
+        url: (url != "-").then(|| url.clone()),
     })
 }
 
@@ -223,13 +233,12 @@ fn replay(dir: &std::path::Path, verbose: bool) -> i32 {
         for overlap in &analysis.overlaps {
             let (a, b) = (&analysis.bodies[overlap.a], &analysis.bodies[overlap.b]);
             let verdict = match overlap.verdict {
-                Ok((removal, gap)) => {
-                    let r = &analysis.removals[removal];
+                Ok((loss, gap)) => {
+                    let loss = &analysis.losses[loss];
                     format!(
-                        "explained: {} {} at {:.6} s, {:.3} ms before the hold began",
-                        fileid::show(r.file),
-                        if r.replace { "replaced" } else { "deleted" },
-                        r.after as f64 / 1e9,
+                        "explained: {} at {:.6} s, {:.3} ms before the hold began",
+                        loss.describe(),
+                        loss.after as f64 / 1e9,
                         gap as f64 / 1e6
                     )
                 }

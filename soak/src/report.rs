@@ -86,42 +86,67 @@ pub fn render(
             count(Outcome::Error)
         );
     }
-    let deletions = an.removals.iter().filter(|r| !r.replace).count();
-    let replacements = an.removals.len() - deletions;
+    use crate::analyze::LossKind;
+    let count = |f: fn(&LossKind) -> bool| an.losses.iter().filter(|l| f(&l.kind)).count();
+    let deletions = count(|k| matches!(k, LossKind::Delete(_)));
+    let replacements = count(|k| matches!(k, LossKind::Replace(_)));
+    let terminations = count(|k| matches!(k, LossKind::Terminate(..)));
+    let of_soak = count(|k| matches!(k, LossKind::Terminate(_, _, true)));
+    let restarts = count(|k| matches!(k, LossKind::Restart));
     let _ = writeln!(
         o,
-        "chaos               SIGKILLs {} ({} of a holder), SIGSTOPs {} (longest {:.2} s), lock file deleted {deletions}, replaced {replacements}",
+        "chaos               SIGKILLs {} ({} of a holder), SIGSTOPs {} (longest {:.2} s)",
         an.kills,
         an.holder_kills,
         an.stops,
         s(an.longest_stop)
     );
-    let _ = writeln!(
-        o,
-        "fs.protected_regular flips {} (to 0: {}, 1: {}, 2: {}) in {} windows, {} windows skipped (another run held the sysctl){}",
-        an.sysctl_flips,
-        an.sysctl_levels[0],
-        an.sysctl_levels[1],
-        an.sysctl_levels[2],
-        parent.sysctl_windows,
-        parent.sysctl_skipped,
-        parent
-            .sysctl_note
-            .as_deref()
-            .map(|n| format!("; {n}"))
-            .unwrap_or_default()
-    );
+    if an.database {
+        let _ = writeln!(
+            o,
+            "PostgreSQL          backends terminated {terminations} ({of_soak} of the soak's lock), server restarts {restarts}, lock errors during these outages {}, fencing token regressions {}",
+            an.outage_errors, an.token_regressions
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "lock file           deleted {deletions}, replaced {replacements}"
+        );
+        let _ = writeln!(
+            o,
+            "fs.protected_regular flips {} (to 0: {}, 1: {}, 2: {}) in {} windows, {} windows skipped (another run held the sysctl){}",
+            an.sysctl_flips,
+            an.sysctl_levels[0],
+            an.sysctl_levels[1],
+            an.sysctl_levels[2],
+            parent.sysctl_windows,
+            parent.sysctl_skipped,
+            parent
+                .sysctl_note
+                .as_deref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default()
+        );
+    }
     let explained = an.overlaps.iter().filter(|o| o.verdict.is_ok()).count();
-    let widest = an
+    let gaps: Vec<u64> = an
         .overlaps
         .iter()
         .filter_map(|o| o.verdict.ok().map(|(_, gap)| gap))
-        .max()
-        .unwrap_or(0);
+        .filter(|&gap| gap > 0)
+        .collect();
+    let slack = match gaps.iter().max() {
+        None => String::new(),
+        Some(widest) => format!(
+            "; {} of them by a loss up to {:.1} ms before the hold's recorded start, within the {} s allowed",
+            gaps.len(),
+            *widest as f64 / 1e6,
+            crate::analyze::SLACK / 1_000_000_000
+        ),
+    };
     let _ = writeln!(
         o,
-        "overlaps            explained {explained} (by a removal while held; earliest removal {:.1} ms before its hold's entry), UNEXPLAINED {}",
-        widest as f64 / 1e6,
+        "overlaps            explained {explained} (by a loss of the lock while held{slack}), UNEXPLAINED {}",
         an.overlaps.len() - explained
     );
     let _ = writeln!(
@@ -147,9 +172,9 @@ pub fn render(
     );
     let _ = writeln!(
         o,
-        "holders warned      {} \"exclusion may have been broken\" lines for {} removals",
+        "holders warned      {} \"exclusion may have been broken\" lines for {} losses",
         an.lost_warnings,
-        an.removals.len()
+        an.losses.len()
     );
     let _ = writeln!(
         o,

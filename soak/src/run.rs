@@ -3,6 +3,7 @@
 //! has the journal replayed.
 
 use crate::journal::{self, Journal, Kind, Oops, Record, now};
+use crate::pgchaos::Cluster;
 use crate::report::{ParentStats, Sample};
 use crate::rng::Rng;
 use crate::shm::{self, Shared};
@@ -24,6 +25,9 @@ pub struct Config {
     pub users: bool,
     pub sysctl: bool,
     pub naive_flock: bool,
+    /// PostgreSQL mode: a server's URL, or `auto` for a throw-away server
+    /// of our own (which the chaos loop also restarts).
+    pub postgres: Option<String>,
 }
 
 /// No body completed for this long while no process was stopped: a hang.
@@ -151,6 +155,15 @@ pub fn run(config: &Config) -> i32 {
     } else if !config.sysctl {
         stats.sysctl_note = Some("--no-sysctl".to_owned());
     }
+    let (cluster, url) = match postgres(config, &run) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("lockattr-soak: {err}");
+            return 2;
+        }
+    };
+    let flocks = if url.is_some() { 0 } else { config.flocks };
+    stats.flocks = flocks;
     let secs = Duration::from_secs(config.secs);
     let setup = Setup {
         bin,
@@ -162,19 +175,25 @@ pub fn run(config: &Config) -> i32 {
         until: now() + (secs + Duration::from_secs(60)).as_nanos() as u64,
         log,
         flock_check: !config.naive_flock,
+        url: url.clone(),
     };
     println!(
-        "lockattr-soak: seed {} ({} s; {} workers, {} flock(1) scripts; run directory {}; reproduce with --seed {})",
+        "lockattr-soak: seed {} ({} s; {} workers, {} flock(1) scripts; {}; run directory {}; reproduce with --seed {})",
         config.seed,
         config.secs,
         config.workers,
-        config.flocks,
+        flocks,
+        match &url {
+            Some(_) => "PostgreSQL advisory locks",
+            None => "lock files",
+        },
         run.display(),
         config.seed
     );
     let mut start = Record::new(Kind::Start);
     start.a = config.seed;
     start.b = config.secs;
+    start.c = u64::from(url.is_some());
     journal.append(&start);
 
     let mut parent = Parent {
@@ -190,6 +209,9 @@ pub fn run(config: &Config) -> i32 {
         stats: &mut stats,
         samples: Vec::new(),
         failed: false,
+        flocks,
+        url: url.as_deref(),
+        cluster: cluster.as_ref(),
     };
     parent.fill_slots();
     let interrupted = parent.main_loop(secs);
@@ -198,6 +220,9 @@ pub fn run(config: &Config) -> i32 {
     let samples = std::mem::take(&mut parent.samples);
     drop(parent);
     stats.long_lived = samples;
+    if let Some(cluster) = &cluster {
+        cluster.stop();
+    }
 
     let records = match journal::read(&run.join("journal")) {
         Ok(records) => records,
@@ -236,6 +261,27 @@ pub fn run(config: &Config) -> i32 {
     if pass { 0 } else { 1 }
 }
 
+/// The server of PostgreSQL mode: ours (`auto`) or the one given.
+fn postgres(config: &Config, run: &Path) -> Result<(Option<Cluster>, Option<String>), String> {
+    let Some(given) = &config.postgres else {
+        return Ok((None, None));
+    };
+    if !cfg!(feature = "postgres") {
+        return Err(
+            "--postgres needs the `postgres` feature: cargo run --release -p lockattr-soak \
+             --features postgres -- --postgres auto"
+                .to_owned(),
+        );
+    }
+    match given.as_str() {
+        "auto" => {
+            let (cluster, url) = Cluster::start(run)?;
+            Ok((Some(cluster), Some(url)))
+        }
+        url => Ok((None, Some(url.to_owned()))),
+    }
+}
+
 struct Parent<'a> {
     config: &'a Config,
     setup: &'a Setup,
@@ -249,12 +295,16 @@ struct Parent<'a> {
     stats: &'a mut ParentStats,
     samples: Vec<Sample>,
     failed: bool,
+    flocks: usize,
+    /// PostgreSQL mode: the server, and ours if we may restart it.
+    url: Option<&'a str>,
+    cluster: Option<&'a Cluster>,
 }
 
 impl Parent<'_> {
     fn fill_slots(&mut self) {
         let workers = self.config.workers.min(shm::SLOTS);
-        let flocks = self.config.flocks.min(shm::SLOTS - workers);
+        let flocks = self.flocks.min(shm::SLOTS - workers);
         for index in 0..workers + flocks {
             let role = match index {
                 _ if index >= workers => Role::Flock,
@@ -300,11 +350,13 @@ impl Parent<'_> {
                     slot.cont(self.journal);
                 }
             }
+            let mut outage = false;
             if now_i >= next_chaos {
                 next_chaos = now_i + CHAOS_EVERY;
-                self.chaos();
+                outage = self.chaos();
             }
-            if let Err(what) = crate::chaos::check_mode(&self.setup.lock_dir.join("soak.lock")) {
+            let lock_file = self.setup.lock_dir.join("soak.lock");
+            if let Err(what) = crate::chaos::check_mode(&lock_file) {
                 println!("lockattr-soak: FAILURE: the lock file is not 0644: {what}");
                 self.failure(Oops::BadFileMode, 0);
             }
@@ -315,7 +367,8 @@ impl Parent<'_> {
             } else if !self.slots.iter().any(|s| s.stopped_until.is_some()) {
                 quiet += now_i.duration_since(last_tick);
             }
-            last_tick = now_i;
+            // A server restart is like a stop: time that does not count.
+            last_tick = if outage { Instant::now() } else { now_i };
             if quiet > HANG {
                 self.hang();
             }
@@ -378,8 +431,8 @@ impl Parent<'_> {
         }
     }
 
-    /// One turn of the chaos loop.
-    fn chaos(&mut self) {
+    /// One turn of the chaos loop; true if the server was down meanwhile.
+    fn chaos(&mut self) -> bool {
         let shm = self.shm;
         let rng = &mut self.rng;
         if rng.chance(60) {
@@ -424,6 +477,9 @@ impl Parent<'_> {
                 self.slots[victim].stop(until, self.journal);
             }
         }
+        if let Some(url) = self.url {
+            return self.database_chaos(url);
+        }
         let rng = &mut self.rng;
         if rng.chance(40) {
             let replace = rng.chance(500);
@@ -440,6 +496,46 @@ impl Parent<'_> {
             }
         }
         self.sysctl();
+        false
+    }
+
+    /// PostgreSQL mode: a backend terminated now and then, and our own
+    /// server restarted more rarely. Returns whether the server was down
+    /// (the hang clock does not count that time).
+    fn database_chaos(&mut self, url: &str) -> bool {
+        if self.rng.chance(30) {
+            match crate::pgchaos::terminate_one(url) {
+                Ok(Some((pid, lock, before, after))) => {
+                    let slot = self
+                        .slots
+                        .iter()
+                        .find(|s| s.worker_pid(self.shm) == Some(pid));
+                    let mut record = Record::new(Kind::Terminate);
+                    if let Some(slot) = slot {
+                        (record.slot, record.inc) = (slot.index as u8, slot.inc);
+                    }
+                    record.a = u64::from(pid);
+                    record.b = before;
+                    record.t = after;
+                    if lock == crate::ways::SOAK.as_str() {
+                        record.flags |= crate::journal::flag::HOLDER;
+                    }
+                    self.journal.append(&record);
+                }
+                Ok(None) => {}
+                Err(err) => println!("lockattr-soak: cannot terminate a backend: {err}"),
+            }
+        }
+        if let Some(cluster) = self.cluster
+            && self.rng.chance(4)
+        {
+            if let Err(err) = cluster.restart(self.journal) {
+                println!("lockattr-soak: FAILURE: cannot restart the server: {err}");
+                self.failure(Oops::WorkerDied, 0);
+            }
+            return true;
+        }
+        false
     }
 
     /// Opens a window of fs.protected_regular changes now and then, flips
@@ -536,11 +632,24 @@ impl Parent<'_> {
             self.reap_and_respawn(true);
             std::thread::sleep(TICK);
         }
-        for i in 0..self.slots.len() {
-            if self.slots[i].alive() {
-                println!("lockattr-soak: slot {i} did not finish within 20 s; killing it");
-                self.slots[i].kill(self.shm, self.journal);
-            }
+        // Every caller's wait ends once the others have gone: a process
+        // that does not finish is stuck in lockattr (or its body).
+        let stuck: Vec<(usize, u32)> = self
+            .slots
+            .iter()
+            .filter(|s| s.alive())
+            .map(|s| (s.index, s.pgid))
+            .collect();
+        if !stuck.is_empty() {
+            let report = crate::procfs::hang_report(&self.setup.lock_dir, &stuck);
+            let _ = std::fs::write(self.setup.run.join("end-report.txt"), &report);
+            println!(
+                "lockattr-soak: FAILURE: slots {stuck:?} did not finish within 20 s of being asked:\n{report}"
+            );
+        }
+        for (i, _) in stuck {
+            self.failure(Oops::Stuck, i);
+            self.slots[i].kill(self.shm, self.journal);
         }
         for _ in 0..500 {
             self.reap_and_respawn(true);

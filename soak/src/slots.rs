@@ -34,6 +34,8 @@ pub struct Setup {
     pub log: std::fs::File,
     /// flock(1) scripts check the path after locking (see `flock::SCRIPT`).
     pub flock_check: bool,
+    /// PostgreSQL mode: the server's URL.
+    pub url: Option<String>,
 }
 
 pub struct Slot {
@@ -139,7 +141,8 @@ impl Slot {
                     .arg(self.inc.to_string())
                     .arg(setup.seed.to_string())
                     .arg(mask)
-                    .arg(setup.until.to_string());
+                    .arg(setup.until.to_string())
+                    .arg(setup.url.as_deref().unwrap_or("-"));
             }
         }
         let log = setup.log.try_clone().expect("clone the log descriptor");
@@ -211,9 +214,21 @@ impl Slot {
         self.ended_by_us = true;
     }
 
+    /// SIGSTOP to the slot's processes, except a `runuser` at their head:
+    /// runuser stops itself when its child stops, and would stop itself
+    /// again after the SIGCONT that wakes them all, if stopped with them (it
+    /// learns that its child was stopped only once it runs again).
     pub fn stop(&mut self, until: Instant, journal: &Journal) {
         journal.append(&self.record(Kind::Stop));
-        self.signal(Signal::STOP);
+        if self.other_user {
+            for pid in crate::procfs::group_members(self.pgid) {
+                if let Some(pid) = Pid::from_raw(pid as i32).filter(|_| pid != self.pgid) {
+                    let _ = rustix::process::kill_process(pid, Signal::STOP);
+                }
+            }
+        } else {
+            self.signal(Signal::STOP);
+        }
         self.stopped_until = Some(until);
     }
 

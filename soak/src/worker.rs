@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 pub const SYNC_LANES: usize = 4;
+/// After a failed call: with the server down, do not spin.
+const ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub const ASYNC_LANES: usize = 2;
 
 /// What the parent tells a worker on its command line.
@@ -27,6 +29,8 @@ pub struct Args {
     pub umask_077: bool,
     /// `CLOCK_MONOTONIC` ns after which it stops by itself.
     pub until: u64,
+    /// PostgreSQL mode: the server's URL, for `LOCKATTR_URL`.
+    pub url: Option<String>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -36,6 +40,11 @@ fn stopping(until: u64) -> bool {
 }
 
 pub fn main(args: Args) -> i32 {
+    if let Some(url) = &args.url {
+        // SAFETY: the process has one thread yet, and lockattr reads the
+        // variable at the first lock.
+        unsafe { std::env::set_var("LOCKATTR_URL", url) };
+    }
     // Die with the parent (or with runuser, whose own parent is ours).
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     if args.umask_077 {
@@ -46,10 +55,13 @@ pub fn main(args: Args) -> i32 {
         return 2;
     }
     quiet_deliberate_panics();
-    let probe = Probe::Path(
-        args.lock_dir
-            .join(format!("{}.lock", crate::ways::SOAK.as_str())),
-    );
+    let probe = match args.url {
+        Some(_) => Probe::Database,
+        None => Probe::Path(
+            args.lock_dir
+                .join(format!("{}.lock", crate::ways::SOAK.as_str())),
+        ),
+    };
     let ctx: &'static Ctx = Box::leak(Box::new(Ctx::new(&args.run, probe, args.slot, args.inc, 0)));
     let pid = u64::from(std::process::id());
     ctx.shm.slot(args.slot).pid.store(pid, SeqCst);
@@ -112,20 +124,20 @@ fn sync_lane(lane: &'static Lane, mut rng: Rng, until: u64) {
         }));
         lane.returned();
         ctx.gate_leave();
-        settle(lane, way, result);
+        let failed = settle(lane, way, result);
         // However the function was left (a panic too), this thread holds
         // nothing now, by lockattr's own account.
         if let Ok(true) = Lock::new(crate::ways::SOAK).still_held() {
-            failure(
-                lane,
-                way,
-                "the lock is still held by this thread after its function returned",
-            );
+            let mut record = ctx.record(Kind::Error, lane.index);
+            record.way = way as u8;
+            record.a = Oops::StillHeld as u64;
+            let text = "the lock is still held by this thread after its function returned";
+            report(lane, way, record, text);
         }
         if rng.chance(30) {
             ctx.leak_check();
         }
-        pause(idle(&mut rng));
+        pause(idle(&mut rng) + if failed { ERROR_PAUSE } else { Duration::ZERO });
     }
 }
 
@@ -143,12 +155,16 @@ async fn async_lane(lane: &'static Lane, mut rng: Rng, until: u64) {
         let result = crate::tasks::call(lane, way, &mut rng).await;
         lane.returned();
         ctx.gate_leave();
-        match result {
+        let failed = match result {
             Ok(Some(result)) => settle(lane, way, Ok(result)),
-            Ok(None) => crate::tasks::cancelled(lane, way),
+            Ok(None) => {
+                crate::tasks::cancelled(lane, way);
+                false
+            }
             Err(payload) => settle(lane, way, Err(payload)),
-        }
-        tokio::time::sleep(idle(&mut rng)).await;
+        };
+        let pause = idle(&mut rng) + if failed { ERROR_PAUSE } else { Duration::ZERO };
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -166,22 +182,32 @@ fn idle(rng: &mut Rng) -> Duration {
 
 /// Accounts for one call: a body ran (the journal has it), the body's own
 /// error or panic came back untouched, the lock was busy as the way allows,
-/// or something failed.
-fn settle(lane: &Lane, way: Way, result: Result<Result<(), BodyErr>, Box<dyn Any + Send>>) {
+/// or something failed. Returns whether it failed (with a server down, the
+/// lane then pauses rather than fail a thousand times a second).
+fn settle(lane: &Lane, way: Way, result: Result<Result<(), BodyErr>, Box<dyn Any + Send>>) -> bool {
     let shm = lane.ctx.shm;
     match result {
-        Ok(Ok(()) | Err(BodyErr::Deliberate)) => {}
-        Err(payload) if payload.is::<Deliberate>() => {}
+        Ok(Ok(()) | Err(BodyErr::Deliberate)) => false,
+        Err(payload) if payload.is::<Deliberate>() => false,
         Ok(Err(BodyErr::Lock(err))) if err.is_busy() => match way.patience() {
-            Patience::Once => shm.count(way, Outcome::Busy),
-            Patience::Bounded => shm.count(way, Outcome::TimedOut),
-            Patience::Forever | Patience::Reenters => failure(
-                lane,
-                way,
-                &format!("busy from a way that never gives up: {err}"),
-            ),
+            Patience::Once => {
+                shm.count(way, Outcome::Busy);
+                false
+            }
+            Patience::Bounded => {
+                shm.count(way, Outcome::TimedOut);
+                false
+            }
+            Patience::Forever | Patience::Reenters => {
+                let text = format!("busy from a way that never gives up: {err}");
+                failure(lane, way, &text);
+                true
+            }
         },
-        Ok(Err(BodyErr::Lock(err))) => failure(lane, way, &err.to_string()),
+        Ok(Err(BodyErr::Lock(err))) => {
+            failure(lane, way, &err.to_string());
+            true
+        }
         Err(payload) => {
             let message = payload
                 .downcast_ref::<String>()
@@ -192,6 +218,7 @@ fn settle(lane: &Lane, way: Way, result: Result<Result<(), BodyErr>, Box<dyn Any
             record.way = way as u8;
             record.a = Oops::UnexpectedPanic as u64;
             report(lane, way, record, &format!("unexpected panic: {message}"));
+            true
         }
     }
 }
@@ -207,15 +234,22 @@ pub fn failure(lane: &Lane, way: Way, message: &str) {
 fn report(lane: &Lane, way: Way, record: crate::journal::Record, message: &str) {
     let ctx = lane.ctx;
     ctx.shm.count(way, Outcome::Error);
-    ctx.shm.failures.fetch_add(1, SeqCst);
+    // With a server, a lock error may be the chaos loop's doing (a restart,
+    // a terminated session): the replay judges it; everything else stops
+    // the run at once.
+    if !(ctx.database() && record.a == Oops::LockError as u64) {
+        ctx.shm.failures.fetch_add(1, SeqCst);
+    }
     ctx.journal.append(&record);
-    eprintln!(
-        "SOAK-ERROR slot {} incarnation {} lane {} ({}): {message}",
+    // One write(2), so that lines of several processes do not interleave.
+    let line = format!(
+        "SOAK-ERROR slot {} incarnation {} lane {} ({}): {message}\n",
         ctx.slot,
         ctx.inc,
         lane.index,
         way.name()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
 }
 
 /// Deliberate panics are part of the plan: keep them out of the log.
