@@ -29,8 +29,10 @@ use crate::way::{OUTCOMES, Outcome, Patience, WAYS, Way};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How long before its hold began (as the journal sees it) a removal still
-/// counts as made while held.
-pub const SLACK: u64 = 1_000_000_000;
+/// counts as made while held: the time between lockattr's check of the
+/// path and the body's first record, which is microseconds unless the
+/// thread waits for a CPU (time the process spent stopped is added).
+pub const SLACK: u64 = 200_000_000;
 
 /// One process in a slot: when it was killed and stopped.
 #[derive(Default, Debug)]

@@ -138,10 +138,10 @@ pub fn render(
     let slack = match gaps.iter().max() {
         None => String::new(),
         Some(widest) => format!(
-            "; {} of them by a loss up to {:.1} ms before the hold's recorded start, within the {} s allowed",
+            "; {} of them by a loss up to {:.1} ms before the hold's recorded start, within the {} ms allowed",
             gaps.len(),
             *widest as f64 / 1e6,
-            crate::analyze::SLACK / 1_000_000_000
+            crate::analyze::SLACK / 1_000_000
         ),
     };
     let _ = writeln!(
