@@ -168,6 +168,9 @@ pub struct Analysis {
     pub shared_changed: (u64, u64),
     pub longest_wait: (u64, Option<Way>),
     pub lost_warnings: u64,
+    /// File mode: holds whose file was removed under them and that were
+    /// let go normally (not killed): each must have warned.
+    pub warnings_due: u64,
     pub flock: Vec<[u64; OUTCOMES]>,
     pub flock_entered: Vec<u64>,
     /// Every failure: when (ns since start), and what.
@@ -440,6 +443,19 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
         .lines()
         .filter(|line| line.contains("exclusion may have been broken"))
         .count() as u64;
+    if !an.database {
+        an.warnings_due = warnings_due(&an.bodies, &an.losses, &procs);
+        if an.lost_warnings < an.warnings_due {
+            an.failures.push((
+                an.end,
+                format!(
+                    "{} holds of a file removed under them were let go, and only {} warnings \
+                     that exclusion may have been broken were printed",
+                    an.warnings_due, an.lost_warnings
+                ),
+            ));
+        }
+    }
     flock_outcomes(&mut an, flock);
     for (t, _) in &mut an.failures {
         *t = t.saturating_sub(an.start);
@@ -517,6 +533,42 @@ fn tokens(bodies: &[Body], failures: &mut Vec<(u64, String)>) -> u64 {
         }
     }
     regressions
+}
+
+/// The holds (of worker processes: flock(1) scripts do not warn) that
+/// spanned the removal of their file and whose last body ended normally:
+/// lockattr must have noticed each when it let go, and said so.
+fn warnings_due(bodies: &[Body], losses: &[Loss], procs: &HashMap<(u8, u32), Proc>) -> u64 {
+    // Each hold: its file, first entry, last exit, and whether it ended by
+    // a kill.
+    let mut holds: HashMap<(u8, u32, u64, u64), (u64, bool)> = HashMap::new();
+    for b in bodies.iter().filter(|b| b.file != 0) {
+        let flock = procs
+            .get(&(b.slot, b.inc))
+            .is_some_and(|p| p.flags & flag::FLOCK != 0);
+        if flock {
+            continue;
+        }
+        let hold = holds
+            .entry((b.slot, b.inc, b.file, b.hold_start))
+            .or_insert((0, false));
+        if b.end >= hold.0 {
+            *hold = (b.end, b.killed);
+        }
+    }
+    let mut due = 0;
+    for loss in losses {
+        let (LossKind::Delete(file) | LossKind::Replace(file)) = loss.kind else {
+            continue;
+        };
+        due += holds
+            .iter()
+            .filter(|&(&(_, _, f, start), &(end, killed))| {
+                f == file && start <= loss.before && end >= loss.after && !killed
+            })
+            .count() as u64;
+    }
+    due
 }
 
 /// Bodies of one process on one file (or one server) that overlap share

@@ -172,9 +172,10 @@ pub fn render(
     );
     let _ = writeln!(
         o,
-        "holders warned      {} \"exclusion may have been broken\" lines for {} losses",
+        "holders warned      {} \"exclusion may have been broken\" lines for {} losses ({} holds let go of a removed file, each must warn)",
         an.lost_warnings,
-        an.losses.len()
+        an.losses.len(),
+        an.warnings_due
     );
     let _ = writeln!(
         o,
