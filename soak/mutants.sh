@@ -66,7 +66,7 @@ for i in "${!names[@]}"; do
   status=$?
   set -e
   took=$(( $(date +%s) - start ))
-  echo "$out" | sed -n '/^failures/,$p' | head -12
+  echo "$out" | sed -n '/^failures/,$p' | head -12 || true
   echo "$out" | grep -E '^(overlaps|occupancy|counter|shared bodies) |^  SOAK-ERROR' | head -12 || true
   if [ $status -ne 0 ]; then
     results+=("$name: CAUGHT (exit $status after ${took} s)")

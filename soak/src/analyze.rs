@@ -389,7 +389,7 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
     }
     finish_bodies(&mut an, &procs);
     hold_starts(&mut an.bodies, an.database);
-    an.overlaps = overlaps(&an.bodies, &an.losses, &procs);
+    an.overlaps = overlaps(&an.bodies, &an.losses, &procs, an.database);
     an.token_regressions = tokens(&an.bodies, &mut oddities);
     let failures = &mut an.failures;
     failures.extend(oddities);
@@ -597,7 +597,12 @@ fn hold_starts(bodies: &mut [Body], database: bool) {
 
 /// Every pair of outermost bodies of different holders that ran at once,
 /// one of them exclusive, with its verdict.
-fn overlaps(bodies: &[Body], losses: &[Loss], procs: &HashMap<(u8, u32), Proc>) -> Vec<Overlap> {
+fn overlaps(
+    bodies: &[Body],
+    losses: &[Loss],
+    procs: &HashMap<(u8, u32), Proc>,
+    database: bool,
+) -> Vec<Overlap> {
     let mut order: Vec<usize> = (0..bodies.len())
         .filter(|&i| bodies[i].outer.is_none())
         .collect();
@@ -616,7 +621,7 @@ fn overlaps(bodies: &[Body], losses: &[Loss], procs: &HashMap<(u8, u32), Proc>) 
             found.push(Overlap {
                 a: j,
                 b: i,
-                verdict: verdict(a, b, losses, procs),
+                verdict: verdict(a, b, losses, procs, database),
             });
         }
         active.push(i);
@@ -629,11 +634,12 @@ fn verdict(
     b: &Body,
     losses: &[Loss],
     procs: &HashMap<(u8, u32), Proc>,
+    database: bool,
 ) -> Result<(usize, u64), &'static str> {
     if (a.slot, a.inc) == (b.slot, b.inc) {
         return Err("two holders in one process");
     }
-    let files = a.file != 0 || b.file != 0;
+    let files = !database;
     if files && (a.file == 0 || b.file == 0) {
         return Err("one held no flock");
     }
@@ -785,7 +791,7 @@ fn counter_check(
     }
     if counter.lost < 0 {
         failures.push((
-            0,
+            end,
             format!(
                 "the counter is {} ahead of the writes that landed",
                 -counter.lost
@@ -866,7 +872,7 @@ fn flock_outcomes(an: &mut Analysis, text: &str) {
             "2" | "76" => Outcome::FileGone,
             _ => {
                 an.failures.push((
-                    0,
+                    an.end,
                     format!(
                         "a flock(1) attempt ({}) ended with status {status}",
                         way.name()
@@ -958,11 +964,15 @@ mod tests {
             exit(2, 1, 13 * S, (0, 0, 1)),
             exit(1, 0, 14 * S, (0, 0, 1)),
         ];
-        let an = analyze(&records, (1, 1), "", "");
+        let warned = "x: WARNING: exclusion may have been broken: ...\n";
+        let an = analyze(&records, (1, 1), "", warned);
         assert!(an.failures.is_empty(), "{:?}", an.failures);
         assert_eq!(an.counter.lost, 1);
         assert_eq!(an.counter.lost_explained, 1);
         assert!(an.overlaps[0].verdict.is_ok());
+        let silent = analyze(&records, (1, 1), "", "");
+        assert_eq!(silent.warnings_due, 1);
+        assert_eq!(silent.failures.len(), 1, "the holder let go without a word");
     }
 
     #[test]
