@@ -138,7 +138,7 @@ pub fn render(
     let slack = match gaps.iter().max() {
         None => String::new(),
         Some(widest) => format!(
-            "; {} of them by a loss up to {:.1} ms before the hold's recorded start, within the {} ms allowed",
+            "; {} of them by a loss up to {:.1} ms before the hold's recorded start, within the {} ms allowed plus time stopped",
             gaps.len(),
             *widest as f64 / 1e6,
             crate::analyze::SLACK / 1_000_000

@@ -22,17 +22,16 @@
 //! lock was taken, is exactly what the path check exists for: an overlap
 //! it leads to is a failure.
 
+mod checks;
+mod overlap;
+
 use crate::fileid;
 use crate::journal::{Exit, Kind, Oops, Record, flag};
-use crate::shm;
 use crate::way::{OUTCOMES, Outcome, Patience, WAYS, Way};
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// How long before its hold began (as the journal sees it) a removal still
-/// counts as made while held: the time between lockattr's check of the
-/// path and the body's first record, which is microseconds unless the
-/// thread waits for a CPU (time the process spent stopped is added).
-pub const SLACK: u64 = 200_000_000;
+use checks::{counter_check, shared_check, tokens, warnings_due};
+pub use overlap::SLACK;
+use overlap::{hold_starts, occupancy, overlaps};
+use std::collections::HashMap;
 
 /// One process in a slot: when it was killed and stopped.
 #[derive(Default, Debug)]
@@ -197,8 +196,8 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
     let mut procs: HashMap<(u8, u32), Proc> = HashMap::new();
     let mut by_id: HashMap<u64, usize> = HashMap::new();
     let mut exits: Vec<&Record> = Vec::new();
-    // Every read of the counter: (writer read, value read).
-    let mut reads: Vec<(u64, u64)> = Vec::new();
+    // Every read of the counter: (reader, writer read, value read).
+    let mut reads: Vec<(u64, u64, u64)> = Vec::new();
     let mut oddities: Vec<(u64, String)> = Vec::new();
     // Lock errors in PostgreSQL mode, judged once every outage is known.
     let mut pending: Vec<&Record> = Vec::new();
@@ -306,7 +305,7 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
                 });
             }
             Some(Kind::Exit) => exits.push(r),
-            Some(Kind::Read) => reads.push((r.b, r.a)),
+            Some(Kind::Read) => reads.push((r.id, r.b, r.a)),
             Some(Kind::Error) if an.database && Oops::from_u64(r.a) == Some(Oops::LockError) => {
                 pending.push(r);
             }
@@ -500,356 +499,6 @@ fn during_outage(losses: &[Loss], error: &Record) -> bool {
     })
 }
 
-/// PostgreSQL mode: a hold that began after another ended must have a
-/// larger fencing token. Returns how many did not.
-fn tokens(bodies: &[Body], failures: &mut Vec<(u64, String)>) -> u64 {
-    let mut by_start: Vec<&Body> = bodies
-        .iter()
-        .filter(|b| b.token != 0 && b.outer.is_none())
-        .collect();
-    let mut by_end = by_start.clone();
-    by_start.sort_by_key(|b| b.t0);
-    by_end.sort_by_key(|b| b.end);
-    let (mut ended, mut highest, mut regressions) = (0, None::<&Body>, 0);
-    for b in by_start {
-        while ended < by_end.len() && by_end[ended].end <= b.t0 {
-            if highest.is_none_or(|h| by_end[ended].token > h.token) {
-                highest = Some(by_end[ended]);
-            }
-            ended += 1;
-        }
-        if let Some(h) = highest.filter(|h| h.token >= b.token) {
-            regressions += 1;
-            failures.push((
-                b.t0,
-                format!(
-                    "fencing token {} after a hold that ended with {}: {} after {}",
-                    b.token,
-                    h.token,
-                    describe(b),
-                    describe(h)
-                ),
-            ));
-        }
-    }
-    regressions
-}
-
-/// The holds (of worker processes: flock(1) scripts do not warn) that
-/// spanned the removal of their file and whose last body ended normally:
-/// lockattr must have noticed each when it let go, and said so.
-fn warnings_due(bodies: &[Body], losses: &[Loss], procs: &HashMap<(u8, u32), Proc>) -> u64 {
-    // Each hold: its file, first entry, last exit, and whether it ended by
-    // a kill.
-    let mut holds: HashMap<(u8, u32, u64, u64), (u64, bool)> = HashMap::new();
-    for b in bodies.iter().filter(|b| b.file != 0) {
-        let flock = procs
-            .get(&(b.slot, b.inc))
-            .is_some_and(|p| p.flags & flag::FLOCK != 0);
-        if flock {
-            continue;
-        }
-        let hold = holds
-            .entry((b.slot, b.inc, b.file, b.hold_start))
-            .or_insert((0, false));
-        if b.end >= hold.0 {
-            *hold = (b.end, b.killed);
-        }
-    }
-    let mut due = 0;
-    for loss in losses {
-        let (LossKind::Delete(file) | LossKind::Replace(file)) = loss.kind else {
-            continue;
-        };
-        due += holds
-            .iter()
-            .filter(|&(&(_, _, f, start), &(end, killed))| {
-                f == file && start <= loss.before && end >= loss.after && !killed
-            })
-            .count() as u64;
-    }
-    due
-}
-
-/// Bodies of one process on one file (or one server) that overlap share
-/// one hold.
-fn hold_starts(bodies: &mut [Body], database: bool) {
-    let mut groups: HashMap<(u8, u32, u64), Vec<usize>> = HashMap::new();
-    for (i, b) in bodies
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| database || b.file != 0)
-    {
-        groups.entry((b.slot, b.inc, b.file)).or_default().push(i);
-    }
-    for members in groups.values_mut() {
-        members.sort_by_key(|&i| bodies[i].t0);
-        let (mut start, mut reach) = (0, 0);
-        for &i in members.iter() {
-            if bodies[i].t0 >= reach {
-                start = bodies[i].t0;
-            }
-            reach = reach.max(bodies[i].end);
-            bodies[i].hold_start = start;
-        }
-    }
-}
-
-/// Every pair of outermost bodies of different holders that ran at once,
-/// one of them exclusive, with its verdict.
-fn overlaps(
-    bodies: &[Body],
-    losses: &[Loss],
-    procs: &HashMap<(u8, u32), Proc>,
-    database: bool,
-) -> Vec<Overlap> {
-    let mut order: Vec<usize> = (0..bodies.len())
-        .filter(|&i| bodies[i].outer.is_none())
-        .collect();
-    order.sort_by_key(|&i| bodies[i].t0);
-    let mut active: Vec<usize> = Vec::new();
-    let mut found = Vec::new();
-    for &i in &order {
-        let b = &bodies[i];
-        active.retain(|&j| bodies[j].end > b.t0);
-        for &j in &active {
-            let a = &bodies[j];
-            let same_holder = (a.slot, a.inc, a.lane) == (b.slot, b.inc, b.lane);
-            if same_holder || !(a.exclusive || b.exclusive) {
-                continue;
-            }
-            found.push(Overlap {
-                a: j,
-                b: i,
-                verdict: verdict(a, b, losses, procs, database),
-            });
-        }
-        active.push(i);
-    }
-    found
-}
-
-fn verdict(
-    a: &Body,
-    b: &Body,
-    losses: &[Loss],
-    procs: &HashMap<(u8, u32), Proc>,
-    database: bool,
-) -> Result<(usize, u64), &'static str> {
-    if (a.slot, a.inc) == (b.slot, b.inc) {
-        return Err("two holders in one process");
-    }
-    let files = !database;
-    if files && (a.file == 0 || b.file == 0) {
-        return Err("one held no flock");
-    }
-    if files && a.file == b.file {
-        return Err("both held flocks on the same file");
-    }
-    explains(a, b, losses, procs)
-        .or_else(|| explains(b, a, losses, procs))
-        .ok_or(match files {
-            true => "no removal of the lock file while it was held explains it",
-            false => "no session ended while it was held explains it",
-        })
-}
-
-/// A loss of `x`'s lock after `x`'s hold began (within the slack) and
-/// before `y` began: the loss and how long before the hold it came.
-fn explains(
-    x: &Body,
-    y: &Body,
-    losses: &[Loss],
-    procs: &HashMap<(u8, u32), Proc>,
-) -> Option<(usize, u64)> {
-    let proc = procs.get(&(x.slot, x.inc));
-    losses.iter().enumerate().find_map(|(i, loss)| {
-        if !loss.takes(x) || loss.before > y.t0 {
-            return None;
-        }
-        let stopped = proc.map_or(0, |p| p.stopped_within(loss.before, x.hold_start));
-        let earliest = x.hold_start.saturating_sub(SLACK + stopped);
-        (loss.after >= earliest).then(|| (i, x.hold_start.saturating_sub(loss.after)))
-    })
-}
-
-/// Each occupancy bit a body saw set names a holder that was inside: the
-/// journal must show that holder's body overlapping, with a verdict.
-fn occupancy(
-    bodies: &[Body],
-    overlaps: &[Overlap],
-    failures: &mut Vec<(u64, String)>,
-) -> (u64, u64) {
-    let mut pairs: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (k, o) in overlaps.iter().enumerate() {
-        pairs.entry(o.a).or_default().push(k);
-        pairs.entry(o.b).or_default().push(k);
-    }
-    let (mut explained, mut unexplained) = (0, 0);
-    for (i, b) in bodies.iter().enumerate() {
-        let mut bits = b.bits.0 | b.bits.1;
-        while bits != 0 {
-            let (slot, lane) = shm::lane_of(bits.trailing_zeros());
-            bits &= bits - 1;
-            let verdict = pairs.get(&i).into_iter().flatten().find_map(|&k| {
-                let o = &overlaps[k];
-                let other = &bodies[if o.a == i { o.b } else { o.a }];
-                ((other.slot as usize, other.lane as usize) == (slot, lane))
-                    .then_some(o.verdict.is_ok())
-            });
-            if verdict == Some(true) {
-                explained += 1;
-            } else {
-                unexplained += 1;
-                if verdict.is_none() {
-                    failures.push((
-                        b.t0,
-                        format!(
-                            "occupancy showed slot {slot} lane {lane} inside, and the journal no \
-                             body of it: {}",
-                            describe(b)
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    (explained, unexplained)
-}
-
-/// The outermost body of `i`.
-fn outermost(bodies: &[Body], by_id: &HashMap<u64, usize>, i: usize) -> usize {
-    bodies[i]
-        .outer
-        .and_then(|id| by_id.get(&id).copied())
-        .unwrap_or(i)
-}
-
-/// The counter: every write that landed (completed bodies, and killed
-/// bodies whose id a later reader, even one killed before it wrote, or the
-/// file itself names) adds one,
-/// minus the updates lost to two bodies writing the same value. A lost
-/// update is explained only by an explained overlap of its writers.
-fn counter_check(
-    bodies: &[Body],
-    overlaps: &[Overlap],
-    reads: &[(u64, u64)],
-    (value, last_writer): (u64, u64),
-    end: u64,
-    failures: &mut Vec<(u64, String)>,
-) -> Counter {
-    let by_id: HashMap<u64, usize> = bodies.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
-    let ok_pairs: HashSet<(usize, usize)> = overlaps
-        .iter()
-        .filter(|o| o.verdict.is_ok())
-        .flat_map(|o| [(o.a, o.b), (o.b, o.a)])
-        .collect();
-    // What each writer wrote: completed writes say so; a killed writer's
-    // value is what its reader read (or the file's value if it wrote last).
-    let mut written: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    let mut counter = Counter {
-        value,
-        ..Counter::default()
-    };
-    let mut read_from: HashMap<u64, u64> = reads.iter().copied().collect();
-    read_from.insert(last_writer, value);
-    for (i, b) in bodies.iter().enumerate().filter(|(_, b)| b.exclusive) {
-        if b.rmw.2 != 0 {
-            counter.completed_writes += 1;
-            written.entry(b.rmw.2).or_default().push(i);
-        } else if b.killed
-            && let Some(&v) = read_from.get(&b.id)
-        {
-            counter.killed_landed += 1;
-            written.entry(v).or_default().push(i);
-        }
-    }
-    let landed = counter.completed_writes + counter.killed_landed;
-    counter.lost = landed as i64 - value as i64;
-    for (v, writers) in written.iter().filter(|(_, w)| w.len() > 1) {
-        let outers: Vec<usize> = writers
-            .iter()
-            .map(|&i| outermost(bodies, &by_id, i))
-            .collect();
-        let all_explained = outers.iter().enumerate().all(|(n, &x)| {
-            outers[n + 1..]
-                .iter()
-                .all(|&y| x == y || ok_pairs.contains(&(x, y)))
-        });
-        if all_explained {
-            counter.lost_explained += writers.len() as u64 - 1;
-        } else {
-            let b = &bodies[writers[1]];
-            failures.push((
-                b.t0,
-                format!(
-                    "{} bodies wrote counter value {v}; not all overlaps explained",
-                    writers.len()
-                ),
-            ));
-        }
-    }
-    if counter.lost < 0 {
-        failures.push((
-            end,
-            format!(
-                "the counter is {} ahead of the writes that landed",
-                -counter.lost
-            ),
-        ));
-    } else if counter.lost as u64 > counter.lost_explained {
-        failures.push((
-            end,
-            format!(
-                "{} lost updates of the counter that no explained overlap accounts for",
-                counter.lost as u64 - counter.lost_explained
-            ),
-        ));
-    }
-    counter
-}
-
-/// A shared body must see the counter unchanged: a change means an
-/// exclusive body ran beside it, which needs an explained overlap.
-fn shared_check(
-    bodies: &[Body],
-    overlaps: &[Overlap],
-    failures: &mut Vec<(u64, String)>,
-) -> (u64, u64) {
-    let by_id: HashMap<u64, usize> = bodies.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
-    let mut verdicts: HashMap<usize, bool> = HashMap::new();
-    for o in overlaps {
-        for (x, y) in [(o.a, o.b), (o.b, o.a)] {
-            if bodies[y].exclusive {
-                let ok = verdicts.entry(x).or_insert(true);
-                *ok &= o.verdict.is_ok();
-            }
-        }
-    }
-    let (mut explained, mut unexplained) = (0, 0);
-    for (i, b) in bodies.iter().enumerate() {
-        if b.exclusive || b.exit.is_none() || b.seen.0 == b.seen.1 {
-            continue;
-        }
-        match verdicts.get(&outermost(bodies, &by_id, i)) {
-            Some(true) => explained += 1,
-            _ => {
-                unexplained += 1;
-                failures.push((
-                    b.t0,
-                    format!(
-                        "the counter changed from {} to {} under a shared body: {}",
-                        b.seen.0,
-                        b.seen.1,
-                        describe(b)
-                    ),
-                ));
-            }
-        }
-    }
-    (explained, unexplained)
-}
-
 fn flock_outcomes(an: &mut Analysis, text: &str) {
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -932,6 +581,12 @@ mod tests {
         r
     }
 
+    fn read(id: u64, slot: u8, t: u64, value: u64, writer: u64) -> Record {
+        let mut r = rec(Kind::Read, t);
+        (r.id, r.slot, r.inc, r.a, r.b) = (id, slot, 1, value, writer);
+        r
+    }
+
     fn removal(inode: u64, t: u64) -> Record {
         let mut r = rec(Kind::Delete, t + 10);
         (r.a, r.b) = (inode, t);
@@ -989,6 +644,33 @@ mod tests {
         assert_eq!(an.overlaps.len(), 1);
         assert!(an.overlaps[0].verdict.is_err());
         assert!(!an.failures.is_empty());
+    }
+
+    /// A holder whose file was removed writes late (it was stopped between
+    /// its read and its write): the counter goes back, and a later writer
+    /// writes a value written before. Both lost updates are explained.
+    #[test]
+    fn a_late_write_of_a_lost_holder_is_explained() {
+        let records = [
+            rec(Kind::Start, 0),
+            enter(3, 2, 10 * S, 7, true),
+            read(3, 2, 10 * S + 1, 0, 0),
+            removal(7, 11 * S),
+            enter(1, 0, 12 * S, 8, true),
+            read(1, 0, 12 * S + 1, 0, 0),
+            exit(1, 0, 13 * S, (0, 0, 1)),
+            enter(2, 0, 13 * S + 2, 8, true),
+            read(2, 0, 13 * S + 3, 1, 1),
+            exit(2, 0, 13 * S + 4, (1, 1, 2)),
+            exit(3, 2, 15 * S, (0, 0, 1)),
+            enter(4, 1, 16 * S, 8, true),
+            read(4, 1, 16 * S + 1, 1, 3),
+            exit(4, 1, 17 * S, (1, 3, 2)),
+        ];
+        let warned = "x: WARNING: exclusion may have been broken: ...\n";
+        let an = analyze(&records, (2, 4), "", warned);
+        assert!(an.failures.is_empty(), "{:?}", an.failures);
+        assert_eq!((an.counter.lost, an.counter.lost_explained), (2, 2));
     }
 
     #[test]
