@@ -41,6 +41,7 @@ mutant naive-open lockattr/src/file.rs \
 
 wanted=("$@")
 scratch=$(mktemp -d /tmp/lockattr-mutants.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
 chmod 755 "$scratch" # the soak's second user runs the binary from in here
 export CARGO_TARGET_DIR=$scratch/target
 results=()
@@ -76,5 +77,4 @@ for i in "${!names[@]}"; do
 done
 echo
 printf '%s\n' "${results[@]}"
-rm -rf "$scratch"
 case " ${results[*]} " in *MISSED*) exit 1 ;; esac

@@ -104,6 +104,7 @@ pub fn run(config: &Config) -> i32 {
         Ok(files) => files,
         Err(err) => {
             eprintln!("lockattr-soak: cannot set up {}: {err}", run.display());
+            let _ = std::fs::remove_dir_all(&run);
             return 2;
         }
     };
@@ -159,6 +160,7 @@ pub fn run(config: &Config) -> i32 {
         Ok(server) => server,
         Err(err) => {
             eprintln!("lockattr-soak: {err}");
+            let _ = std::fs::remove_dir_all(&run);
             return 2;
         }
     };
