@@ -283,7 +283,7 @@ fn the_flock_recipe_excludes_and_exits_75_when_busy() {
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",
-            r#"( flock -n 9 || exit 75; echo RAN ) 9<"$1""#,
+            r#"( flock -n 9 || exit 75; [ /dev/fd/9 -ef "$1" ] || exit 75; echo RAN ) 9<"$1""#,
             "sh",
             path,
         ]);
@@ -301,6 +301,51 @@ fn the_flock_recipe_excludes_and_exits_75_when_busy() {
     assert_eq!(recipe(&path).status.code(), Some(0));
     let mode = std::fs::metadata(&path).unwrap().mode();
     assert_eq!(mode & 0o777, 0o644);
+}
+
+/// The recipe's `-ef` check: a script that opened the file, then found it
+/// replaced by the time it held the lock, does not run (75: try again);
+/// without the check it would run beside the new file's holder.
+#[test]
+fn the_flock_recipe_refuses_a_file_replaced_under_it() {
+    let test = "the_flock_recipe_refuses_a_file_replaced_under_it";
+    if !common::require_command(test, "flock") {
+        return;
+    }
+    let dir = TempDir::new("recipe-replaced");
+    let path = field(&run(tool("lock-path", dir.path())), "PATH ").expect("a path");
+    for (checked, script) in [
+        (true, r#"[ /dev/fd/9 -ef "$1" ] || exit 75; echo RAN"#),
+        (false, "echo RAN"),
+    ] {
+        // Opens the file, says so, and takes the lock once told to.
+        let body = format!(r#"exec 9<"$1"; echo OPENED; read go; flock -n 9 || exit 75; {script}"#);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &body, "sh", &path]);
+        let mut script = common::Kid::start(cmd);
+        script.expect("OPENED");
+        // Replaced, and the new file held by lockattr, meanwhile.
+        let other = std::path::Path::new(&path).with_extension("new");
+        std::fs::write(&other, "").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let mut holder = Agent::start(TOOL.as_str(), Some(dir.path()));
+        assert_eq!(holder.lock(), Reply::Held);
+        script.send("go");
+        let finished = script.finish();
+        if checked {
+            assert_eq!(finished.status.code(), Some(75), "{finished:?}");
+            assert!(
+                !finished.stdout.contains("RAN"),
+                "ran on an orphan: {finished:?}"
+            );
+        } else {
+            assert!(
+                finished.stdout.contains("RAN"),
+                "the naive recipe runs: {finished:?}"
+            );
+        }
+        holder.unlock();
+    }
 }
 
 /// Runs `cmd` under `umask` (through `sh -c 'umask M; exec ...'`).

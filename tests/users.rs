@@ -541,7 +541,8 @@ fn a_new_lock_file_is_never_seen_with_a_private_mode() {
 
 // ------------------------------------------------------- the flock(1) recipe
 
-/// The README's recipe for scripts, `( flock -n 9 || exit 75; ... ) 9<FILE`
+/// The README's recipe for scripts, `( flock -n 9 || exit 75; [ /dev/fd/9
+/// -ef FILE ] || exit 75; ... ) 9<FILE`
 /// with FILE from `lockattr::lock_path`, as root and as a user, either one
 /// having made the file under umask 077, with `fs.protected_regular` 1 and
 /// 2: it excludes and is excluded by lockattr, and exits 75 when busy. The
@@ -611,7 +612,7 @@ fn the_flock_recipe_works_for_root_and_users_under_protected_regular() {
 
 /// The recipe, as `user` (root when `None`).
 fn recipe(scratch: &Scratch, user: Option<&User>, path: &str) -> common::Finished {
-    let script = r#"( flock -n 9 || exit 75; echo RAN ) 9<"$1""#;
+    let script = r#"( flock -n 9 || exit 75; [ /dev/fd/9 -ef "$1" ] || exit 75; echo RAN ) 9<"$1""#;
     let mut cmd = match user {
         Some(user) => {
             let mut cmd = Command::new(sbin("runuser"));

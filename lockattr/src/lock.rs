@@ -374,7 +374,7 @@ fn kept_path(path: &Path, what: &str) -> Result<&'static str, Error> {
 ///
 /// ```sh
 /// lock=$(mytool lock-path) || exit 1    # mytool prints lockattr::lock_path("build-deploy")
-/// ( flock -n 9 || exit 75; make ) 9<"$lock"
+/// ( flock -n 9 || exit 75; [ /dev/fd/9 -ef "$lock" ] || exit 75; make ) 9<"$lock"
 /// ```
 ///
 /// ```
