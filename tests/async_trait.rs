@@ -25,29 +25,6 @@ fn named(name: &'static str) -> Lock {
     Lock::new(LockName::new(name))
 }
 
-/// Whether another thread finds the lock busy right now.
-fn busy_elsewhere(lock: Lock) -> bool {
-    thread::spawn(move || match lock.acquire() {
-        Ok(_guard) => false,
-        Err(err) if err.is_busy() => true,
-        Err(err) => panic!("probing the lock failed: {err}"),
-    })
-    .join()
-    .expect("the probing thread")
-}
-
-/// Busy, held by another thread or task of this process.
-fn assert_busy(err: &lockattr::Error, name: &str) {
-    assert!(err.is_busy(), "expected busy, got: {err}");
-    assert_eq!(err.lock_name(), Some(name));
-    let pid = std::process::id();
-    assert_eq!(
-        err.holder(),
-        Some(&lockattr::Holder::ThisProcess { pid }),
-        "{err}"
-    );
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,7 +75,7 @@ trait Service {
     #[exclusive("at-provided")]
     async fn provided(&self) -> Result<&'static str, lockattr::Error> {
         tokio::task::yield_now().await;
-        assert!(busy_elsewhere(named("at-provided")));
+        assert!(common::busy_elsewhere(named("at-provided")));
         Ok("provided")
     }
 }
@@ -116,7 +93,10 @@ impl Service for Real {
         gate.entered.send(()).expect("the test waits for this");
         // Held across this `.await`, however long the test takes.
         gate.release.await.expect("the test lets go");
-        assert!(busy_elsewhere(named("at-hold")), "still held after .await");
+        assert!(
+            common::busy_elsewhere(named("at-hold")),
+            "still held after .await"
+        );
         Ok(1)
     }
 
@@ -144,7 +124,7 @@ impl Service for Real {
         seen.extend([a?, b?]);
         // A spawned task is another holder: busy, not re-entered.
         let spawned = tokio::spawn(native_inner()).await.expect("the task");
-        assert_busy(&spawned.unwrap_err(), "at-nested");
+        common::assert_busy_here(&spawned.unwrap_err(), "at-nested");
         Ok(seen)
     }
 
@@ -223,7 +203,10 @@ fn held_from_first_poll_to_completion_across_await() {
     // Calling the method only makes the future: the lock is taken when the
     // future runs, so this one, polled once another call holds, is busy.
     let early = svc.try_hold();
-    assert!(!busy_elsewhere(named("at-hold")), "calling takes nothing");
+    assert!(
+        !common::busy_elsewhere(named("at-hold")),
+        "calling takes nothing"
+    );
 
     let (gate_a, entered_a, release_a) = gate();
     let first = rt.spawn({
@@ -232,17 +215,17 @@ fn held_from_first_poll_to_completion_across_await() {
     });
     rt.block_on(entered_a).expect("the first call is inside");
     assert!(
-        busy_elsewhere(named("at-hold")),
+        common::busy_elsewhere(named("at-hold")),
         "held while the body awaits"
     );
-    assert_busy(&rt.block_on(early).unwrap_err(), "at-hold");
+    common::assert_busy_here(&rt.block_on(early).unwrap_err(), "at-hold");
 
     // Another task, through `dyn Service`, is another holder: busy.
     let other = rt.spawn({
         let svc = svc.clone();
         async move { svc.try_hold().await }
     });
-    assert_busy(
+    common::assert_busy_here(
         &rt.block_on(other).expect("the task").unwrap_err(),
         "at-hold",
     );
@@ -266,7 +249,10 @@ fn held_from_first_poll_to_completion_across_await() {
         .expect("the second call got in once free");
     release_b.send(()).expect("the second call waits for this");
     assert_eq!(rt.block_on(second).expect("the task").unwrap(), 3);
-    assert!(!busy_elsewhere(named("at-hold")), "let go after completion");
+    assert!(
+        !common::busy_elsewhere(named("at-hold")),
+        "let go after completion"
+    );
 
     assert_eq!(rt.block_on(svc.try_hold()).unwrap(), 2, "free again");
 }
@@ -280,7 +266,7 @@ fn nested_calls_in_the_same_task_reenter() {
         .expect("the task")
         .expect("every nested call re-entered");
     assert_eq!(seen, ["trait", "native", "sync", "trait", "native"]);
-    assert!(!busy_elsewhere(named("at-nested")));
+    assert!(!common::busy_elsewhere(named("at-nested")));
 }
 
 #[test]
@@ -288,14 +274,20 @@ fn return_and_question_mark_keep_their_meaning() {
     let rt = runtime();
     let svc = service();
     assert_eq!(rt.block_on(svc.parse("")).unwrap(), 0, "early return");
-    assert!(!busy_elsewhere(named("at-parse")), "let go after `return`");
+    assert!(
+        !common::busy_elsewhere(named("at-parse")),
+        "let go after `return`"
+    );
     assert_eq!(rt.block_on(svc.parse(" 12 ")).unwrap(), 12);
     let err = rt.block_on(svc.parse("twelve")).unwrap_err();
     assert!(
         err.downcast_ref::<std::num::ParseIntError>().is_some(),
         "the body's own error, untouched: {err:?}"
     );
-    assert!(!busy_elsewhere(named("at-parse")), "let go after `?`");
+    assert!(
+        !common::busy_elsewhere(named("at-parse")),
+        "let go after `?`"
+    );
 }
 
 /// Holds `lock` on another thread while `f` runs.
@@ -336,10 +328,10 @@ fn busy_outcome_follows_the_futures_output() {
     }
 
     let err = while_held(named("at-provided"), || rt.block_on(svc.provided()));
-    assert_busy(&err.unwrap_err(), "at-provided");
+    common::assert_busy_here(&err.unwrap_err(), "at-provided");
 
     let err = while_held(named("at-parse"), || rt.block_on(svc.parse("1")));
-    assert_busy(
+    common::assert_busy_here(
         err.unwrap_err().downcast_ref().expect("a lockattr::Error"),
         "at-parse",
     );
@@ -358,7 +350,7 @@ fn names_from_arguments() {
         assert_eq!(staging.expect("the task").unwrap(), "deployed to staging");
         rt.block_on(svc.deploy_to("prod"))
     });
-    assert_busy(&deployed.unwrap_err(), prod.as_str());
+    common::assert_busy_here(&deployed.unwrap_err(), prod.as_str());
 }
 
 #[test]
@@ -389,7 +381,7 @@ impl Local for OnOneThread {
     async fn run(&self) -> Result<usize, lockattr::Error> {
         let shared = std::rc::Rc::new(7); // not Send, kept across .await
         tokio::task::yield_now().await;
-        assert!(busy_elsewhere(named("at-local")));
+        assert!(common::busy_elsewhere(named("at-local")));
         Ok(*shared)
     }
 }
@@ -402,7 +394,7 @@ fn without_send() {
     let local: Box<dyn Local> = Box::new(OnOneThread);
     assert_eq!(rt.block_on(local.run()).unwrap(), 7);
     let err = while_held(named("at-local"), || rt.block_on(local.run()));
-    assert_busy(&err.unwrap_err(), "at-local");
+    common::assert_busy_here(&err.unwrap_err(), "at-local");
 }
 
 // ------------------------------------------------------------ children

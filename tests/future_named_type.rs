@@ -21,16 +21,6 @@ mod jobs {
     pub struct BoxFuture(pub u32);
 }
 
-fn busy_elsewhere(name: &'static str) -> bool {
-    thread::spawn(move || match Lock::new(LockName::new(name)).acquire() {
-        Ok(_guard) => false,
-        Err(err) if err.is_busy() => true,
-        Err(err) => panic!("probing {name} failed: {err}"),
-    })
-    .join()
-    .expect("the probing thread")
-}
-
 /// Holds the lock on another thread until the sender is dropped.
 fn hold(name: &'static str) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -49,13 +39,19 @@ fn hold(name: &'static str) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
 
 #[exclusive("future-named-type")]
 fn status() -> Result<Future, lockattr::Error> {
-    assert!(busy_elsewhere("future-named-type"), "runs under the lock");
+    assert!(
+        common::busy_elsewhere(Lock::new(LockName::new("future-named-type"))),
+        "runs under the lock"
+    );
     Ok(Future { ready: true })
 }
 
 #[exclusive("future-named-box", on_busy = jobs::BoxFuture(0))]
 fn job() -> jobs::BoxFuture {
-    assert!(busy_elsewhere("future-named-box"), "runs under the lock");
+    assert!(
+        common::busy_elsewhere(Lock::new(LockName::new("future-named-box"))),
+        "runs under the lock"
+    );
     jobs::BoxFuture(7)
 }
 

@@ -233,14 +233,12 @@ fn shard(region: Region, shard: u16) -> Result<String, lockattr::Error> {
         "names-shard-{region}.{shard}",
         &[("region", &region), ("shard", &shard)],
     )?;
-    assert!(busy_elsewhere(name), "the body holds {}", name.as_str());
+    assert!(
+        common::busy_elsewhere(lockattr::Lock::new(name)),
+        "the body holds {}",
+        name.as_str()
+    );
     Ok(name.as_str().to_owned())
-}
-
-fn busy_elsewhere(name: LockName) -> bool {
-    std::thread::spawn(move || lockattr::Lock::new(name).acquire().is_err())
-        .join()
-        .unwrap()
 }
 
 /// `Display` values (an enum, a number) and two placeholders.
@@ -258,7 +256,11 @@ impl Service {
     #[exclusive("names-service-{self.env}")]
     fn restart(&self) -> Result<(), lockattr::Error> {
         let name = LockName::from_template("names-service-{env}", &[("env", &self.env)])?;
-        assert!(busy_elsewhere(name), "the body holds {}", name.as_str());
+        assert!(
+            common::busy_elsewhere(lockattr::Lock::new(name)),
+            "the body holds {}",
+            name.as_str()
+        );
         Ok(())
     }
 }
@@ -279,7 +281,7 @@ fn outer(env: &str, other: &str) -> Result<bool, lockattr::Error> {
 #[exclusive("names-nest-{env}")]
 fn inner(env: &str) -> Result<bool, lockattr::Error> {
     let name = LockName::from_template("names-nest-{env}", &[("env", &env)])?;
-    Ok(busy_elsewhere(name))
+    Ok(common::busy_elsewhere(lockattr::Lock::new(name)))
 }
 
 #[test]
@@ -387,9 +389,11 @@ fn async_fns_with_placeholders_stay_send_and_hold_across_await() {
         let task = tokio::spawn(is_send(async_deploy("prod".to_owned(), step)));
         let name = LockName::from_template("names-async-{env}", &[("env", &"prod")]).unwrap();
         let start = Instant::now();
-        while !tokio::task::spawn_blocking(move || busy_elsewhere(name))
-            .await
-            .unwrap()
+        while !tokio::task::spawn_blocking(move || {
+            common::busy_elsewhere(lockattr::Lock::new(name))
+        })
+        .await
+        .unwrap()
         {
             assert!(
                 start.elapsed() < common::PATIENCE,
@@ -470,7 +474,8 @@ fn several_names_are_all_held_and_all_released() {
     let release = LockName::from_template("names-all-{env}", &[("env", &"prod")]).unwrap();
     assert!(both("prod", artifacts, release).unwrap());
     assert!(
-        !busy_elsewhere(artifacts) && !busy_elsewhere(release),
+        !common::busy_elsewhere(lockattr::Lock::new(artifacts))
+            && !common::busy_elsewhere(lockattr::Lock::new(release)),
         "released"
     );
 
@@ -478,13 +483,17 @@ fn several_names_are_all_held_and_all_released() {
     let err = both("prod", artifacts, release).expect_err("one of them is busy");
     assert!(err.is_busy());
     assert_eq!(err.lock_name(), Some(release.as_str()));
-    assert!(!busy_elsewhere(artifacts), "the one taken first was let go");
+    assert!(
+        !common::busy_elsewhere(lockattr::Lock::new(artifacts)),
+        "the one taken first was let go"
+    );
     drop(held);
 }
 
 #[exclusive("names-all-artifacts", "names-all-{env}")]
 fn both(env: &str, a: LockName, b: LockName) -> Result<bool, lockattr::Error> {
-    Ok(busy_elsewhere(a) && busy_elsewhere(b))
+    Ok(common::busy_elsewhere(lockattr::Lock::new(a))
+        && common::busy_elsewhere(lockattr::Lock::new(b)))
 }
 
 /// Holds `name` on another thread until dropped.

@@ -32,16 +32,6 @@ fn while_held<T>(lock: Lock, f: impl FnOnce() -> T) -> T {
     out
 }
 
-fn busy_elsewhere(lock: Lock) -> bool {
-    thread::spawn(move || match lock.acquire() {
-        Ok(_guard) => false,
-        Err(err) if err.is_busy() => true,
-        Err(err) => panic!("probing the lock failed: {err}"),
-    })
-    .join()
-    .expect("the probing thread")
-}
-
 /// The message of a caught panic.
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
@@ -141,7 +131,10 @@ fn a_closure_maps_busy_to_the_users_error() {
 })]
 async fn fetch(id: u32) -> Result<u32, String> {
     tokio::task::yield_now().await;
-    assert!(busy_elsewhere(named("ob-async")), "held across .await");
+    assert!(
+        common::busy_elsewhere(named("ob-async")),
+        "held across .await"
+    );
     Ok(id)
 }
 

@@ -56,29 +56,6 @@ impl Drop for Held {
     }
 }
 
-/// Whether another thread finds `lock` busy right now.
-fn busy_elsewhere(lock: Lock) -> bool {
-    thread::spawn(move || match lock.acquire() {
-        Ok(_guard) => false,
-        Err(err) if err.is_busy() => true,
-        Err(err) => panic!("probing the lock failed: {err}"),
-    })
-    .join()
-    .expect("the probing thread")
-}
-
-/// Busy, held by another thread of this process, which is named.
-fn assert_busy(err: &lockattr::Error, name: &str) {
-    assert!(err.is_busy(), "expected busy, got: {err}");
-    assert_eq!(err.lock_name(), Some(name));
-    let pid = std::process::id();
-    assert_eq!(
-        err.holder(),
-        Some(&lockattr::Holder::ThisProcess { pid }),
-        "{err}"
-    );
-}
-
 /// The message of a caught panic.
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
@@ -97,7 +74,7 @@ static FREE_RUNS: AtomicU32 = AtomicU32::new(0);
 fn free(x: u32) -> Result<u32, lockattr::Error> {
     FREE_RUNS.fetch_add(1, Ordering::SeqCst);
     assert!(
-        busy_elsewhere(named("shapes-free")),
+        common::busy_elsewhere(named("shapes-free")),
         "the body runs under the lock"
     );
     Ok(x * 2)
@@ -106,12 +83,15 @@ fn free(x: u32) -> Result<u32, lockattr::Error> {
 #[test]
 fn free_fn_runs_under_the_lock_and_is_busy_while_held() {
     assert_eq!(free(21).unwrap(), 42);
-    assert!(!busy_elsewhere(named("shapes-free")), "released on return");
+    assert!(
+        !common::busy_elsewhere(named("shapes-free")),
+        "released on return"
+    );
 
     let held = hold(named("shapes-free"));
     let before = FREE_RUNS.load(Ordering::SeqCst);
     let err = free(1).unwrap_err();
-    assert_busy(&err, "shapes-free");
+    common::assert_busy_here(&err, "shapes-free");
     assert_eq!(
         FREE_RUNS.load(Ordering::SeqCst),
         before,
@@ -129,7 +109,7 @@ static UNIT_RUNS: AtomicU32 = AtomicU32::new(0);
 #[exclusive("shapes-unit")]
 fn unit() {
     UNIT_RUNS.fetch_add(1, Ordering::SeqCst);
-    assert!(busy_elsewhere(named("shapes-unit")));
+    assert!(common::busy_elsewhere(named("shapes-unit")));
 }
 
 #[test]
@@ -194,19 +174,19 @@ struct Counter {
 impl Counter {
     #[exclusive("shapes-method-self")]
     fn into_count(self) -> Result<u32, lockattr::Error> {
-        assert!(busy_elsewhere(named("shapes-method-self")));
+        assert!(common::busy_elsewhere(named("shapes-method-self")));
         Ok(self.n)
     }
 
     #[exclusive("shapes-method-ref")]
     fn count(&self) -> Result<u32, lockattr::Error> {
-        assert!(busy_elsewhere(named("shapes-method-ref")));
+        assert!(common::busy_elsewhere(named("shapes-method-ref")));
         Ok(self.n)
     }
 
     #[exclusive("shapes-method-mut")]
     fn bump(&mut self) -> Result<u32, lockattr::Error> {
-        assert!(busy_elsewhere(named("shapes-method-mut")));
+        assert!(common::busy_elsewhere(named("shapes-method-mut")));
         self.n += 1;
         Ok(self.n)
     }
@@ -225,7 +205,7 @@ trait Tool {
 impl Tool for Counter {
     #[exclusive("shapes-trait-impl")]
     fn run(&self) -> Result<&'static str, lockattr::Error> {
-        assert!(busy_elsewhere(named("shapes-trait-impl")));
+        assert!(common::busy_elsewhere(named("shapes-trait-impl")));
         Ok("ran")
     }
 }
@@ -242,11 +222,11 @@ fn methods_with_every_receiver() {
     assert_eq!(c.run().unwrap(), "ran");
     {
         let _held = hold(named("shapes-method-ref"));
-        assert_busy(&c.count().unwrap_err(), "shapes-method-ref");
+        common::assert_busy_here(&c.count().unwrap_err(), "shapes-method-ref");
     }
     {
         let _held = hold(named("shapes-method-mut"));
-        assert_busy(&c.bump().unwrap_err(), "shapes-method-mut");
+        common::assert_busy_here(&c.bump().unwrap_err(), "shapes-method-mut");
         assert_eq!(c.n, 2, "busy: the body did not run");
     }
     {
@@ -255,12 +235,12 @@ fn methods_with_every_receiver() {
     }
     {
         let _held = hold(named("shapes-trait-impl"));
-        assert_busy(&c.run().unwrap_err(), "shapes-trait-impl");
+        common::assert_busy_here(&c.run().unwrap_err(), "shapes-trait-impl");
     }
     {
         let _held = hold(named("shapes-method-self"));
         let moved = Counter { n: 7, fallback: 0 };
-        assert_busy(&moved.into_count().unwrap_err(), "shapes-method-self");
+        common::assert_busy_here(&moved.into_count().unwrap_err(), "shapes-method-self");
     }
     assert_eq!(c.into_count().unwrap(), 2);
 }
@@ -273,7 +253,7 @@ where
     T: Ord + 'a,
     I: IntoIterator<Item = &'a T>,
 {
-    assert!(busy_elsewhere(named("shapes-generic")));
+    assert!(common::busy_elsewhere(named("shapes-generic")));
     Ok(items.into_iter().max())
 }
 
@@ -293,7 +273,7 @@ fn generic_fn_with_where_clause() {
     assert_eq!(seven::<u32>(), 7);
     assert_eq!(seven::<f64>(), 7.0);
     let _held = hold(named("shapes-generic"));
-    assert_busy(&largest(&[1]).unwrap_err(), "shapes-generic");
+    common::assert_busy_here(&largest(&[1]).unwrap_err(), "shapes-generic");
     let _held = hold(named("shapes-generic-return"));
     assert_eq!(seven::<u64>(), 0, "on_busy = T::default()");
 }
@@ -302,7 +282,7 @@ fn generic_fn_with_where_clause() {
 
 #[exclusive("shapes-impl-trait", on_busy = Vec::new().into_iter())]
 fn evens(limit: u32) -> impl Iterator<Item = u32> {
-    assert!(busy_elsewhere(named("shapes-impl-trait")));
+    assert!(common::busy_elsewhere(named("shapes-impl-trait")));
     (0..limit)
         .filter(|n| n % 2 == 0)
         .collect::<Vec<_>>()
@@ -323,7 +303,7 @@ fn impl_trait_return_with_on_busy() {
 /// `p` must point to a live `u32`.
 #[exclusive("shapes-unsafe")]
 unsafe fn read(p: *const u32) -> Result<u32, lockattr::Error> {
-    assert!(busy_elsewhere(named("shapes-unsafe")));
+    assert!(common::busy_elsewhere(named("shapes-unsafe")));
     // SAFETY: the caller promises `p` is valid.
     Ok(unsafe { *p })
 }
@@ -335,7 +315,7 @@ fn unsafe_fn() {
     assert_eq!(unsafe { read(&x) }.unwrap(), 5);
     let _held = hold(named("shapes-unsafe"));
     // SAFETY: as above.
-    assert_busy(&unsafe { read(&x) }.unwrap_err(), "shapes-unsafe");
+    common::assert_busy_here(&unsafe { read(&x) }.unwrap_err(), "shapes-unsafe");
 }
 
 // ---------------------------------------------------------------- async fn
@@ -346,7 +326,7 @@ fn assert_send<T: Send>(_: &T) {}
 async fn fetch(x: u32) -> Result<u32, lockattr::Error> {
     tokio::task::yield_now().await;
     // Still held after an `.await`: the guard lives across it.
-    assert!(busy_elsewhere(named("shapes-async")));
+    assert!(common::busy_elsewhere(named("shapes-async")));
     tokio::time::sleep(Duration::from_millis(5)).await;
     Ok(x + 1)
 }
@@ -354,7 +334,7 @@ async fn fetch(x: u32) -> Result<u32, lockattr::Error> {
 #[exclusive("shapes-async-on-busy", on_busy = fallback.to_owned())]
 async fn fetch_or(fallback: &str) -> String {
     tokio::task::yield_now().await;
-    assert!(busy_elsewhere(named("shapes-async-on-busy")));
+    assert!(common::busy_elsewhere(named("shapes-async-on-busy")));
     "fresh".to_owned()
 }
 
@@ -366,7 +346,7 @@ impl Service {
     #[exclusive("shapes-async-method")]
     async fn call(&self, x: u32) -> Result<u32, lockattr::Error> {
         tokio::task::yield_now().await;
-        assert!(busy_elsewhere(named("shapes-async-method")));
+        assert!(common::busy_elsewhere(named("shapes-async-method")));
         Ok(self.base + x)
     }
 }
@@ -383,7 +363,7 @@ fn async_fn_is_send_and_holds_across_await() {
     // Spawning needs `Send + 'static`.
     assert_eq!(rt.block_on(rt.spawn(fetch(10))).unwrap().unwrap(), 11);
     assert!(
-        !busy_elsewhere(named("shapes-async")),
+        !common::busy_elsewhere(named("shapes-async")),
         "released after the future"
     );
 
@@ -398,11 +378,11 @@ fn async_fn_is_send_and_holds_across_await() {
 
     {
         let _held = hold(named("shapes-async"));
-        assert_busy(&rt.block_on(fetch(1)).unwrap_err(), "shapes-async");
+        common::assert_busy_here(&rt.block_on(fetch(1)).unwrap_err(), "shapes-async");
     }
     {
         let _held = hold(named("shapes-async-method"));
-        assert_busy(
+        common::assert_busy_here(
             &rt.block_on(service.call(1)).unwrap_err(),
             "shapes-async-method",
         );
@@ -423,7 +403,7 @@ fn async_fn_is_send_and_holds_across_await() {
 #[tokio::main(flavor = "current_thread")]
 async fn exclusive_over_tokio_main(x: u32) -> Result<u32, lockattr::Error> {
     tokio::task::yield_now().await;
-    assert!(busy_elsewhere(named("shapes-tokio-outer")));
+    assert!(common::busy_elsewhere(named("shapes-tokio-outer")));
     Ok(x)
 }
 
@@ -431,7 +411,7 @@ async fn exclusive_over_tokio_main(x: u32) -> Result<u32, lockattr::Error> {
 #[exclusive("shapes-tokio-inner")]
 async fn tokio_main_over_exclusive(x: u32) -> Result<u32, lockattr::Error> {
     tokio::task::yield_now().await;
-    assert!(busy_elsewhere(named("shapes-tokio-inner")));
+    assert!(common::busy_elsewhere(named("shapes-tokio-inner")));
     Ok(x)
 }
 
@@ -441,14 +421,14 @@ fn with_tokio_main_in_either_order() {
     assert_eq!(tokio_main_over_exclusive(2).unwrap(), 2);
     {
         let _held = hold(named("shapes-tokio-outer"));
-        assert_busy(
+        common::assert_busy_here(
             &exclusive_over_tokio_main(1).unwrap_err(),
             "shapes-tokio-outer",
         );
     }
     {
         let _held = hold(named("shapes-tokio-inner"));
-        assert_busy(
+        common::assert_busy_here(
             &tokio_main_over_exclusive(2).unwrap_err(),
             "shapes-tokio-inner",
         );
@@ -463,7 +443,7 @@ fn with_tokio_main_in_either_order() {
 #[must_use = "the count says whether anything was built"]
 #[inline]
 fn targets() -> usize {
-    assert!(busy_elsewhere(named("shapes-attrs")));
+    assert!(common::busy_elsewhere(named("shapes-attrs")));
     3
 }
 
@@ -498,7 +478,7 @@ fn read_missing(path: &str) -> std::io::Result<Vec<u8>> {
 fn return_and_question_mark_keep_their_meaning() {
     let lock = named("shapes-return-question");
     assert_eq!(parse("").unwrap(), 0, "early `return` value comes through");
-    assert!(!busy_elsewhere(lock), "released after `return`");
+    assert!(!common::busy_elsewhere(lock), "released after `return`");
     assert_eq!(parse(" 12 ").unwrap(), 12);
 
     let err = parse("twelve").unwrap_err();
@@ -510,7 +490,7 @@ fn return_and_question_mark_keep_their_meaning() {
         err.downcast_ref::<lockattr::Error>().is_none(),
         "not a lock error"
     );
-    assert!(!busy_elsewhere(lock), "released after `?`");
+    assert!(!common::busy_elsewhere(lock), "released after `?`");
 
     let err = read_missing("/nonexistent-lockattr-dir/input").unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
@@ -518,7 +498,7 @@ fn return_and_question_mark_keep_their_meaning() {
         err.get_ref().is_none(),
         "the OS error itself, not a wrapped lockattr::Error: {err:?}"
     );
-    assert!(!busy_elsewhere(named("shapes-question-io")));
+    assert!(!common::busy_elsewhere(named("shapes-question-io")));
 }
 
 // ------------------------------------------------------ diverging on_busy
@@ -600,12 +580,12 @@ fn busy_as_err_in_every_error_type() {
         .get_ref()
         .and_then(|e| e.downcast_ref::<lockattr::Error>())
         .expect("the lockattr::Error inside the io::Error");
-    assert_busy(inner, "shapes-err-io");
+    common::assert_busy_here(inner, "shapes-err-io");
 
     let held = hold(named("shapes-err-anyhow"));
     let err = with_anyhow().unwrap_err();
     drop(held);
-    assert_busy(
+    common::assert_busy_here(
         err.downcast_ref().expect("a lockattr::Error"),
         "shapes-err-anyhow",
     );
@@ -613,7 +593,7 @@ fn busy_as_err_in_every_error_type() {
     let held = hold(named("shapes-err-box"));
     let err = with_box().unwrap_err();
     drop(held);
-    assert_busy(
+    common::assert_busy_here(
         err.downcast_ref().expect("a lockattr::Error"),
         "shapes-err-box",
     );
@@ -621,7 +601,7 @@ fn busy_as_err_in_every_error_type() {
     let held = hold(named("shapes-err-box-plain"));
     let err = with_plain_box().unwrap_err();
     drop(held);
-    assert_busy(
+    common::assert_busy_here(
         err.downcast_ref().expect("a lockattr::Error"),
         "shapes-err-box-plain",
     );
@@ -772,11 +752,11 @@ fn shared_holders_overlap() {
     write().unwrap();
     {
         let _held = hold(named("shapes-shared").shared());
-        assert_busy(&write().unwrap_err(), "shapes-shared");
+        common::assert_busy_here(&write().unwrap_err(), "shapes-shared");
     }
     {
         let _held = hold(named("shapes-shared"));
-        assert_busy(&read_together(1).unwrap_err(), "shapes-shared");
+        common::assert_busy_here(&read_together(1).unwrap_err(), "shapes-shared");
     }
 }
 
@@ -790,7 +770,7 @@ const PATH: &str = "/proc/self/cwd/shapes-path.lock";
 
 #[exclusive(path = "/proc/self/cwd/shapes-path.lock")]
 fn at_path() -> Result<(), lockattr::Error> {
-    assert!(busy_elsewhere(Lock::at_path(PATH)));
+    assert!(common::busy_elsewhere(Lock::at_path(PATH)));
     Ok(())
 }
 
@@ -825,7 +805,7 @@ const SHAPES_CONST: LockName = LockName::new("shapes-const");
 
 #[exclusive(SHAPES_CONST)]
 fn with_const() -> Result<(), lockattr::Error> {
-    assert!(busy_elsewhere(Lock::new(SHAPES_CONST)));
+    assert!(common::busy_elsewhere(Lock::new(SHAPES_CONST)));
     Ok(())
 }
 
@@ -836,7 +816,7 @@ impl Job {
 
     #[exclusive(Self::NAME, on_busy = false)]
     fn run(&self) -> bool {
-        assert!(busy_elsewhere(Lock::new(Self::NAME)));
+        assert!(common::busy_elsewhere(Lock::new(Self::NAME)));
         true
     }
 }
@@ -847,7 +827,7 @@ fn const_names() {
     assert!(Job.run());
     {
         let _held = hold(Lock::new(SHAPES_CONST));
-        assert_busy(&with_const().unwrap_err(), "shapes-const");
+        common::assert_busy_here(&with_const().unwrap_err(), "shapes-const");
     }
     let _held = hold(Lock::new(Job::NAME));
     assert!(!Job.run());
@@ -873,7 +853,7 @@ struct Runner<J>(std::marker::PhantomData<J>);
 impl<J: Named> Runner<J> {
     #[exclusive(J::NAME)]
     fn run() -> Result<(), lockattr::Error> {
-        assert!(busy_elsewhere(Lock::new(J::NAME)));
+        assert!(common::busy_elsewhere(Lock::new(J::NAME)));
         Ok(())
     }
 }
@@ -883,7 +863,7 @@ fn const_name_from_a_type_parameter() {
     let _held = hold(Lock::new(Second::NAME));
     Runner::<First>::run().expect("First's lock is free");
     let err = Runner::<Second>::run().expect_err("Second's lock is held");
-    assert_busy(&err, "shapes-generic-const-second");
+    common::assert_busy_here(&err, "shapes-generic-const-second");
 }
 
 // ------------------------------------------------------------ children

@@ -461,6 +461,31 @@ pub fn tid() -> i32 {
 
 // ----------------------------------------------------------------- misc
 
+/// Whether another thread finds `lock` busy right now. Any failure other
+/// than busy fails the test: a probe must not read an error as "held".
+pub fn busy_elsewhere(lock: lockattr::Lock) -> bool {
+    std::thread::spawn(move || match lock.acquire() {
+        Ok(_guard) => false,
+        Err(err) if err.is_busy() => true,
+        Err(err) => panic!("probing the lock failed: {err}"),
+    })
+    .join()
+    .expect("the probing thread")
+}
+
+/// `err` says busy, for lock `name`, held by another thread or task of
+/// this process.
+pub fn assert_busy_here(err: &lockattr::Error, name: &str) {
+    assert!(err.is_busy(), "expected busy, got: {err}");
+    assert_eq!(err.lock_name(), Some(name));
+    let pid = std::process::id();
+    assert_eq!(
+        err.holder(),
+        Some(&lockattr::Holder::ThisProcess { pid }),
+        "{err}"
+    );
+}
+
 /// A lock name no other test of this process uses.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
