@@ -273,3 +273,60 @@ fn holder_learns_first(test: &str, cut: Cut) {
         );
     }
 }
+
+/// A run SIGKILLed before its `Net` was dropped leaves its namespaces and
+/// what runs in them: the next run stops those processes and removes the
+/// namespaces, and leaves a live run's alone.
+#[test]
+fn namespaces_left_by_a_killed_run_are_swept_and_a_live_runs_are_not() {
+    let test = "namespaces_left_by_a_killed_run_are_swept_and_a_live_runs_are_not";
+    if !common::require_root(test) || !common::require_command(test, "ip") {
+        return;
+    }
+    // A PID that no longer runs, as a killed run's.
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let dead = gone.id();
+    gone.wait().expect("wait for true");
+    let stale = format!("lockattr-{dead}-0-srv");
+    let live = format!("lockattr-{}-sweep-test", std::process::id());
+    for name in [&stale, &live] {
+        let made = Command::new("ip").args(["netns", "add", name]).status();
+        assert!(made.is_ok_and(|s| s.success()), "ip netns add {name}");
+    }
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &stale, "sleep", "60"])
+        .spawn()
+        .expect("start a process in the stale namespace");
+    let inside = |name: &str| {
+        let out = Command::new("ip").args(["netns", "pids", name]).output();
+        String::from_utf8_lossy(&out.expect("ip netns pids").stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inside(&stale).trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the process never entered {stale}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let swept = net::sweep_stale();
+
+    let listed = |name: &str| {
+        let out = Command::new("ip").args(["netns", "list"]).output();
+        String::from_utf8_lossy(&out.expect("ip netns list").stdout)
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(name))
+    };
+    let live_left = listed(&live);
+    let _ = Command::new("ip").args(["netns", "del", &live]).status();
+    assert!(swept.contains(&stale), "{stale} not swept: {swept:?}");
+    assert!(!listed(&stale), "{stale} still listed");
+    let status = server.wait().expect("wait for the process");
+    assert!(
+        !status.success(),
+        "the stale namespace's process ran on: {status}"
+    );
+    assert!(!swept.contains(&live), "a live run's namespace was swept");
+    assert!(live_left, "a live run's namespace was removed");
+}

@@ -9,7 +9,8 @@
 //!
 //! Every name is unique per run (`lockattr-PID-N-...`), the addresses are
 //! private ones that exist only inside these namespaces, and everything is
-//! removed on drop, also when a test panics. Standard library only.
+//! removed on drop, also when a test panics. What a SIGKILLed run could not
+//! remove, the next run removes ([`sweep_stale`]). Standard library only.
 #![allow(dead_code)] // the tests and the benchmarks use different parts
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,59 @@ fn sh(script: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// Removes the namespaces of runs that ended without dropping their `Net`
+/// (SIGKILLed, or a test binary aborted): those named `lockattr-PID-...`
+/// whose PID no longer runs. What still runs in them (their server and its
+/// backends, a runner) is stopped first: SIGQUIT, the server's immediate
+/// shutdown that also frees its shared memory, then SIGKILL for what is
+/// left after 5 s. A live PID's namespaces are left alone, whoever that
+/// process is now. Returns the names removed.
+pub fn sweep_stale() -> Vec<String> {
+    let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    let mut swept = Vec::new();
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        // "NAME" or "NAME (id: N)"
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name
+            .strip_prefix("lockattr-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let inside = || {
+            Command::new("ip")
+                .args(["netns", "pids", name])
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for signal in ["-QUIT", "-KILL"] {
+            let pids = inside();
+            if pids.trim().is_empty() {
+                break;
+            }
+            for pid in pids.split_whitespace() {
+                let _ = run("kill", &[signal, pid]);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !inside().trim().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        match run("ip", &["netns", "del", name]) {
+            Ok(()) => swept.push(name.to_owned()),
+            Err(err) => eprintln!("cannot remove a stale namespace: {err}"),
+        }
+    }
+    swept
+}
+
 /// Runs a command to its end; its stderr on failure.
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(program)
@@ -109,6 +163,9 @@ impl Net {
     /// `postgres` user must be able to reach.
     pub fn start(hosts: usize, script: &Path, parent: &Path) -> Result<Net, String> {
         assert!((1..=60).contains(&hosts), "1 to 60 hosts per server");
+        for name in sweep_stale() {
+            eprintln!("removed network namespace {name}, left by a run that was killed");
+        }
         static RUNS: AtomicU32 = AtomicU32::new(0);
         let pid = std::process::id();
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
