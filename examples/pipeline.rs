@@ -11,25 +11,27 @@
 //! ```
 
 use lockattr::{LockName, exclusive};
-use std::process::{Command, ExitCode};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
 /// Declared once: a typo in one of the annotations would not compile.
 const BUILD_DEPLOY: LockName = LockName::new("pipeline-build-deploy");
 
-/// Compiles. Returns `()`: when busy, one line on stderr and nothing runs.
+/// Compiles. Busy is an error the caller can tell apart from a failure.
 #[exclusive(BUILD_DEPLOY)]
-fn build() {
+fn build() -> Result<(), lockattr::Error> {
     println!("build: compiling (pid {})...", std::process::id());
     sleep(Duration::from_secs(3));
     println!("build: artifacts written");
+    Ok(())
 }
 
-/// Tags, packages and ships. Busy is an error the caller can tell apart.
+/// Builds, then tags, packages and ships.
 #[exclusive(BUILD_DEPLOY)]
 fn deploy() -> Result<(), lockattr::Error> {
-    build(); // nested on the same thread: re-enters, never deadlocks
+    build()?; // nested on the same thread: re-enters, never deadlocks
     println!("deploy: shipping the artifacts");
     Ok(())
 }
@@ -43,12 +45,24 @@ fn deploy_when_free() -> Result<(), lockattr::Error> {
 fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let me = std::env::current_exe()?;
     println!("demo: starting `build` in another process, then `deploy` while it runs");
-    let mut build = Command::new(&me).arg("build").spawn()?;
-    sleep(Duration::from_millis(700));
+    let mut build = Command::new(&me)
+        .arg("build")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    // Once it says it compiles, it holds the lock.
+    let mut lines = BufReader::new(build.stdout.take().expect("piped")).lines();
+    let first = lines.next().transpose()?.unwrap_or_default();
+    println!("{first}");
+    let forward = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            println!("{line}");
+        }
+    });
     let refused = Command::new(&me).arg("deploy").status()?;
     println!("demo: `deploy` exited with {refused} while `build` ran");
     let waited = Command::new(&me).arg("deploy-when-free").status()?;
     build.wait()?;
+    let _ = forward.join();
     println!("demo: `deploy-when-free` waited for the build, then exited with {waited}");
     Ok(())
 }
@@ -73,10 +87,7 @@ fn main() -> ExitCode {
     // `exit_code`: 0 when it ran, 75 when the lock was busy, 1 on failure,
     // so `pipeline build && pipeline deploy` stops after a skipped step.
     match command.as_str() {
-        "build" => {
-            build();
-            ExitCode::SUCCESS
-        }
+        "build" => lockattr::exit_code(build()),
         "deploy" => lockattr::exit_code(deploy()),
         "deploy-when-free" => lockattr::exit_code(deploy_when_free()),
         "demo" => lockattr::exit_code(demo()),
@@ -92,7 +103,9 @@ fn main() -> ExitCode {
             lockattr::lock_path(BUILD_DEPLOY.as_str()).map(|p| println!("{}", p.display())),
         ),
         _ => {
-            eprintln!("usage: pipeline build|deploy|deploy-when-free|demo|status|lock-path");
+            eprintln!(
+                "usage: pipeline build|deploy|deploy-when-free|demo|status|lock-path|advisory-key"
+            );
             ExitCode::from(2)
         }
     }

@@ -1304,22 +1304,20 @@ fn without_the_feature_lockattr_url_is_an_error_and_nothing_async_is_built() {
 // ------------------------------------------------------------------ the example
 
 /// The README's tool across processes on a server: `deploy` while `build`
-/// runs exits 75 and names the builder's pid and host; a second `build`
-/// prints the busy line (PostgreSQL, the key, the holder) and exits 0.
+/// runs exits 75 and names the builder's pid and host; so does a second
+/// `build`, whose line names PostgreSQL, the key and the holder.
 #[test]
 fn the_pipeline_example_excludes_across_processes() {
     let test = "the_pipeline_example_excludes_across_processes";
     let Some(url) = pg::shared(test) else {
         return;
     };
-    let pipeline = target_dir().join("debug/examples/pipeline");
-    if !pipeline.is_file() {
+    let Some(pipeline) = common::example("pipeline") else {
         common::loud(&format!(
-            "SKIPPED {test}: {} is not built; `cargo test --workspace` builds it",
-            pipeline.display()
+            "SKIPPED {test}: examples/pipeline.rs is not built; `cargo test --workspace` builds it"
         ));
         return;
-    }
+    };
     let db = Database::create(url, "pg-pipeline");
     let run = |command: &str| {
         let mut cmd = Command::new(&pipeline);
@@ -1341,10 +1339,10 @@ fn the_pipeline_example_excludes_across_processes() {
     );
 
     let second = common::output(run("build"));
-    assert_eq!(second.status.code(), Some(0), "{second:?}");
+    assert_eq!(second.status.code(), Some(75), "{second:?}");
     let key = lockattr::advisory_key("pipeline-build-deploy");
     let line = format!(
-        "pipeline: not running: lock \"pipeline-build-deploy\" (PostgreSQL advisory key {key} \
+        "pipeline: lock \"pipeline-build-deploy\" (PostgreSQL advisory key {key} \
          on {}) is busy: {holder}",
         pg::label(db.url())
     );

@@ -14,6 +14,7 @@ use common::{Finished, Kid};
 use lockattr::{LockName, exclusive};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 const TOOL: LockName = LockName::new("scripts-tool");
 
@@ -131,6 +132,41 @@ fn field(output: &Finished, prefix: &str) -> Option<String> {
 
 fn stderr(output: &Finished) -> String {
     output.stderr.clone()
+}
+
+/// The README's example tool, `examples/pipeline.rs`, as a script runs it:
+/// `build` or `deploy` while a build runs exits 75 without running, so
+/// `pipeline build && pipeline deploy` stops there; free, both exit 0.
+#[test]
+fn the_pipeline_example_exits_75_when_busy_and_0_when_it_ran() {
+    let test = "the_pipeline_example_exits_75_when_busy_and_0_when_it_ran";
+    let Some(pipeline) = common::example("pipeline") else {
+        common::loud(&format!(
+            "SKIPPED {test}: examples/pipeline.rs is not built; `cargo test --workspace` builds it"
+        ));
+        return;
+    };
+    let dir = TempDir::new("pipeline");
+    let run = |command: &str| {
+        let mut cmd = Command::new(&pipeline);
+        cmd.arg(command).env("LOCKATTR_DIR", dir.path());
+        cmd
+    };
+    let mut build = Kid::start(run("build"));
+    // It holds the lock for three seconds after this line.
+    build.expect_within("build: compiling", Duration::from_secs(30));
+    for command in ["build", "deploy"] {
+        let busy = common::output(run(command));
+        assert_eq!(busy.status.code(), Some(75), "{command}: {busy:?}");
+        assert!(busy.stdout.is_empty(), "{command} ran: {busy:?}");
+        let held_by = format!("is busy: held by pid {}", build.pid());
+        assert!(busy.stderr.contains(&held_by), "{command}: {busy:?}");
+    }
+    let built = build.finish();
+    assert!(built.status.success(), "{built:?}");
+    let deployed = common::output(run("deploy"));
+    assert_eq!(deployed.status.code(), Some(0), "{deployed:?}");
+    assert!(deployed.stdout.contains("deploy: shipping"), "{deployed:?}");
 }
 
 /// `exit_code` maps busy to 75 for every `Result` shape a tool returns

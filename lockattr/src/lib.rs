@@ -14,13 +14,14 @@
 //! const BUILD_DEPLOY: LockName = LockName::new("build-deploy");
 //!
 //! #[exclusive(BUILD_DEPLOY)]
-//! fn build() {
-//!     // compile: when a deploy runs, this prints one line and returns instead
+//! fn build() -> anyhow::Result<()> {
+//!     // compile: when a deploy runs, this returns Err (busy) instead
+//!     Ok(())
 //! }
 //!
 //! #[exclusive(BUILD_DEPLOY)]
 //! fn deploy() -> anyhow::Result<&'static str> {
-//!     build(); // nested on the same thread: re-enters, never deadlocks
+//!     build()?; // nested on the same thread: re-enters, never deadlocks
 //!     // tag, package, ship: when a build runs, this returns Err (busy)
 //!     Ok("shipped")
 //! }

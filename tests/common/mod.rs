@@ -486,6 +486,16 @@ pub fn assert_busy_here(err: &lockattr::Error, name: &str) {
     );
 }
 
+/// An example program of the workspace, which `cargo test` builds beside
+/// the test binaries (`target/debug/examples`); `None` when it was not
+/// built (`cargo test --tests`).
+pub fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/debug/deps/NAME
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.is_file().then_some(path)
+}
+
 /// A lock name no other test of this process uses.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
