@@ -946,6 +946,27 @@ impl Drop for Pgbouncer {
     }
 }
 
+/// The check that refuses poolers takes a key no other session can be
+/// holding: another client holding the key an earlier version derived from
+/// the process id (as a process with the same pid on another host did,
+/// probing at the same moment) does not make a server look like a pooler.
+#[test]
+fn the_pooler_check_is_not_fooled_by_another_sessions_key() {
+    let Some(url) = pg::shared("the_pooler_check_is_not_fooled_by_another_sessions_key") else {
+        return;
+    };
+    let name = common::unique_name("pg-probe");
+    let sql = Sql::connect(url);
+    let mut locker = Locker::start(url, &name);
+    let old_key = lockattr::advisory_key(&format!("lockattr-probe-{}", locker.pid()));
+    sql.execute(&format!("SELECT pg_advisory_lock({old_key})"));
+    locker
+        .ask("lock")
+        .assert_held("the first lock of a process");
+    locker.unlock();
+    sql.execute(&format!("SELECT pg_advisory_unlock({old_key})"));
+}
+
 /// PgBouncer in transaction mode cannot keep a session's lock to that
 /// session: every lock is refused with an error that names the pooler.
 /// In session mode, locks work and exclude as on the server itself.

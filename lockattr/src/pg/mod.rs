@@ -69,6 +69,10 @@ const SERVER_KEEPALIVE_INTERVAL: u32 = 2;
 const SERVER_KEEPALIVE_COUNT: u32 = 3;
 const SERVER_USER_TIMEOUT_MS: u32 = 16_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first half of the two-part key a session takes to check that the
+/// server keeps it to that session ("lock" in ASCII); the second half is
+/// the session's backend pid.
+const PROBE: i32 = 0x6c6f_636b;
 
 /// The server `LOCKATTR_URL` names, and how to reach it.
 pub(crate) struct Server {
@@ -221,60 +225,71 @@ impl Server {
 
     /// Refuses a server that cannot keep a session's lock for that session
     /// alone: a read-only standby, or a pooler in transaction or statement
-    /// mode. Checked once per process, on the first lock session.
+    /// mode. Asked on the first lock session of a process; the verdict is
+    /// kept for the process, an error on the way (a refused connection, too
+    /// many clients) is not, so the next session asks again.
     async fn check(&'static self, session: &Client) -> Result<(), String> {
         let pid = process::pid();
         {
             let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((owner, result)) = &*checked
+            if let Some((owner, verdict)) = &*checked
                 && *owner == pid
             {
-                return result.clone();
+                return verdict.clone();
             }
         }
-        let result = self.probe(session).await;
-        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = Some((pid, result.clone()));
-        result
+        let verdict = self.probe(session).await?;
+        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = Some((pid, verdict.clone()));
+        verdict
     }
 
-    async fn probe(&'static self, session: &Client) -> Result<(), String> {
+    /// The verdict: `Ok(Err(why))` refuses the server.
+    async fn probe(&'static self, session: &Client) -> Result<Result<(), String>, String> {
         let label = &self.label;
         if query_bool(session, "SELECT pg_is_in_recovery()").await? {
-            return Err(format!(
+            return Ok(Err(format!(
                 "{label} is a read-only standby: its advisory locks are not seen by the primary \
                  or by other standbys; point LOCKATTR_URL at the primary (add \
                  `target_session_attrs=read-write` to pick it among several hosts)"
-            ));
+            )));
         }
-        // Take a key of our own on this session, then try it from another
+        // Take a key of this session's own, then try it from another
         // connection. Behind a pooler in transaction mode the session's
         // server connection goes back to the pool after each statement, and
         // the other connection is handed the very session that holds it.
-        let key = advisory_key(&format!("lockattr-probe-{pid}", pid = process::pid()));
-        let ours = query_bool(session, &format!("SELECT pg_try_advisory_lock({key})")).await?;
-        let monitor = self.monitor().await?;
-        let theirs = query_bool(&monitor, &format!("SELECT pg_try_advisory_lock({key})")).await?;
-        if theirs {
-            let _ = monitor
-                .simple_query(&format!("SELECT pg_advisory_unlock({key})"))
-                .await;
-        }
-        let released = query_bool(session, &format!("SELECT pg_advisory_unlock({key})")).await?;
-        if !ours || theirs || !released {
-            return Err(format!(
+        // The key is (PROBE, the session's backend pid): no other live
+        // session has that pid, whatever host or thread probes at the same
+        // time, and two-part keys never meet lockattr's or sqlx's one-part
+        // keys.
+        let taken = session
+            .simple_query(&format!(
+                "SELECT pg_backend_pid() WHERE pg_try_advisory_lock({PROBE}, pg_backend_pid())"
+            ))
+            .await
+            .map_err(|err| describe(&err))?;
+        let not_kept = |what: &str| {
+            format!(
                 "{label} does not keep a session's advisory lock to that session: a lock taken \
-                 by one statement was {} by the next, so another client could take it too. This \
-                 is a connection pooler in transaction or statement mode (PgBouncer's \
+                 by one statement was {what} by the next, so another client could take it too. \
+                 This is a connection pooler in transaction or statement mode (PgBouncer's \
                  pool_mode); connect lockattr to PostgreSQL directly, or through a pool in \
-                 session mode",
-                if theirs {
-                    "granted to another connection"
-                } else {
-                    "not held"
-                }
-            ));
+                 session mode"
+            )
+        };
+        let Some(backend) = first_value(&taken) else {
+            return Ok(Err(not_kept("not held")));
+        };
+        let monitor = self.monitor().await?;
+        let try_it = format!("SELECT pg_try_advisory_lock({PROBE}, {backend})");
+        let unlock = format!("SELECT pg_advisory_unlock({PROBE}, {backend})");
+        if query_bool(&monitor, &try_it).await? {
+            let _ = monitor.simple_query(&unlock).await;
+            return Ok(Err(not_kept("granted to another connection")));
         }
-        Ok(())
+        if !query_bool(session, &unlock).await? {
+            return Ok(Err(not_kept("not held")));
+        }
+        Ok(Ok(()))
     }
 
     /// Who holds `key`, for a busy message: the first holder, else why

@@ -189,9 +189,11 @@ impl Session {
             LockMode::Shared => "pg_advisory_lock_shared",
         };
         // 0 waits without limit; a deadline due already still waits 1 ms.
+        // The server takes at most i32::MAX ms (24.8 days): a longer
+        // deadline waits that long, then busy.
         let timeout_ms = deadline.map_or(0, |deadline| {
             let left = deadline.saturating_duration_since(Instant::now());
-            left.as_millis().clamp(1, u128::from(u32::MAX))
+            left.as_millis().clamp(1, i32::MAX as u128)
         });
         let sql = format!(
             "SET lock_timeout = {timeout_ms}; SELECT {function}({}); SET lock_timeout = 0",
