@@ -331,13 +331,15 @@ impl Handle {
         let _ = mode;
     }
 
-    /// Whether the handle can still be used: a database session that ended
-    /// between holds (a server restart) is dropped and opened again.
+    /// Whether the handle can still be unlocked and used: a database
+    /// session that ended (a server restart), or that may hold the lock
+    /// without our knowing (a late cancel, a failed unlock), is closed
+    /// instead and opened again when next needed.
     pub(crate) fn usable(&self) -> bool {
         match self {
             Handle::File(_) => true,
             #[cfg(feature = "postgres")]
-            Handle::Advisory(session) => !session.lost(),
+            Handle::Advisory(session) => session.reusable(),
         }
     }
 

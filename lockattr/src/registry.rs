@@ -481,6 +481,9 @@ impl Slot {
             Ok(Try::Busy) => {} // timed out or cancelled: the waiters look again
             Err(err) => st.failure = Some(err),
         }
+        if st.held.is_none() && st.handle.as_ref().is_some_and(|handle| !handle.usable()) {
+            st.forget_handle(); // a cancelled wait may have been granted after all
+        }
         st.in_flight = None;
         st.unpark_if_unwanted();
         self.notify(st);
@@ -550,7 +553,11 @@ impl State {
 
     fn unlock(&mut self) {
         if let (Some(mode), Some(handle)) = (self.held.take(), &mut self.handle) {
-            handle.unlock(mode);
+            if handle.usable() {
+                handle.unlock(mode);
+            } else {
+                self.handle = None; // closing lets go of everything it holds
+            }
         }
     }
 

@@ -50,6 +50,12 @@ struct Flags {
     held: AtomicBool,
     /// The loss was reported, so it is reported once.
     reported: AtomicBool,
+    /// The session may hold the lock while we think it does not: a cancel
+    /// was sent (it may arrive late, after the wait was granted, and cancel
+    /// whatever runs then, such as an unlock), or an unlock failed. Such a
+    /// session is closed rather than unlocked or used again: closing is
+    /// the one way to be sure the server lets go.
+    doubtful: AtomicBool,
     name: Option<Box<str>>,
     key: i64,
     label: Box<str>,
@@ -73,10 +79,12 @@ impl Flags {
 pub(crate) struct Cancel {
     token: tokio_postgres::CancelToken,
     tls: super::Tls,
+    flags: Arc<Flags>,
 }
 
 impl Cancel {
     pub(crate) fn cancel(&self) {
+        self.flags.doubtful.store(true, Ordering::SeqCst);
         let (token, tls) = (self.token.clone(), self.tls.clone());
         runtime::spawn(async move {
             let _ = token.cancel_query(tls).await;
@@ -97,6 +105,7 @@ impl Session {
             alive: AtomicBool::new(true),
             held: AtomicBool::new(false),
             reported: AtomicBool::new(false),
+            doubtful: AtomicBool::new(false),
             name: name.map(Box::from),
             key,
             label: server.label().into(),
@@ -254,8 +263,10 @@ impl Session {
                         .map(|rows| first_value(&rows).as_deref() == Some("t"))
                 }
             };
-            if unlocked == Some(false) {
-                flags.report_loss(); // we did not hold it: it had been lost
+            match unlocked {
+                Some(true) => {}
+                Some(false) => flags.report_loss(), // we did not hold it: it had been lost
+                None => flags.doubtful.store(true, Ordering::SeqCst),
             }
         });
     }
@@ -264,12 +275,19 @@ impl Session {
         Cancel {
             token: self.client.cancel_token(),
             tls: self.server.tls.clone(),
+            flags: self.flags.clone(),
         }
     }
 
     /// Whether the session ended (and the server let go of its locks).
     pub(crate) fn lost(&self) -> bool {
         !self.flags.alive.load(Ordering::SeqCst)
+    }
+
+    /// Whether the session may be unlocked and used again: it is open, and
+    /// not doubtful (see [`Flags::doubtful`]); otherwise it is closed.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.lost() && !self.flags.doubtful.load(Ordering::SeqCst)
     }
 
     /// Says loudly that the lock was lost while held, unless the connection
