@@ -1,4 +1,5 @@
-// The rule for a lower-case word holds for every name of several.
+// A lower-case word after the first name may be an option or a name
+// without its quotes: the error lists the options and gives the quoted name.
 use lockattr::exclusive;
 
 #[exclusive("artifacts", deploy_prod)]

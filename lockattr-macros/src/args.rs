@@ -172,12 +172,19 @@ impl Parse for Args {
                 return Err(err);
             } else if input.peek(syn::Ident) {
                 let ident: syn::Ident = input.parse()?;
-                let text = match nearest_option(&ident.to_string()) {
+                let mut text = match nearest_option(&ident.to_string()) {
                     Some(option) => format!(
                         "unknown option `{ident}`; did you mean `{option}`? (accepted options: {OPTIONS})"
                     ),
                     None => format!("unknown option `{ident}`; accepted options: {OPTIONS}"),
                 };
+                let bare = !input.peek(Token![=]) && unquoted(&ident.clone().into()).is_some();
+                if bare && nearest_option(&ident.to_string()).is_none() {
+                    text.push_str(&format!(
+                        "; or, if `{ident}` is another lock name, it goes in quotes: `\"{}\"`",
+                        ident.unraw()
+                    ));
+                }
                 return Err(Error::new(ident.span(), text));
             } else {
                 // Not an identifier: syn's "expected one of ..." lists them.
@@ -320,7 +327,8 @@ fn unquoted(path: &syn::Path) -> Option<String> {
 
 /// After a comma: another lock name rather than an option? A string, or a
 /// path to a `const` that is neither an option keyword nor followed by `=`,
-/// nor a lower-case word a letter or two away from an option (a typo).
+/// nor a lower-case word: that is an unknown option (`blocking`) or a name
+/// without its quotes, and its error says both.
 fn another_name(input: ParseStream<'_>) -> bool {
     if input.peek(LitStr) {
         return true;
@@ -333,11 +341,8 @@ fn another_name(input: ParseStream<'_>) -> bool {
         return false;
     }
     match path.get_ident().map(ToString::to_string) {
-        Some(word) if OPTION_NAMES.contains(&word.as_str()) => false,
-        Some(word) if word.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
-            nearest_option(&word).is_none()
-        }
-        _ => true,
+        Some(word) => unquoted(&path).is_none() && !OPTION_NAMES.contains(&word.as_str()),
+        None => true,
     }
 }
 
