@@ -133,6 +133,22 @@ fn a_held_file_deleted_for_good_is_reported_deleted() {
     assert!(line.contains("was deleted"), "says what happened: {line}");
 }
 
+/// Moved to another name while held: the path names nothing, so the next
+/// caller would make a new file there. The holder says so when it lets go.
+#[test]
+fn a_held_file_moved_away_is_reported_at_release() {
+    let dir = TempDir::new("moved");
+    let a = start_holder(&dir, "moved");
+    let path = dir.path().join("moved.lock");
+    std::fs::rename(&path, dir.path().join("moved-elsewhere")).unwrap();
+    let line = warning(&a.release(), "moved away");
+    assert!(line.contains("moved away"), "says what happened: {line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "names it: {line}"
+    );
+}
+
 fn warning(stderr: &str, how: &str) -> String {
     let line = stderr.lines().find(|line| line.contains(WARNING));
     let line = line.unwrap_or_else(|| panic!("no warning from the holder ({how}): {stderr:?}"));

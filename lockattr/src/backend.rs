@@ -104,8 +104,9 @@ pub(crate) struct InFlight {
 /// How a lock was lost while held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lost {
-    /// The file has no name left: `rm`, or `mv`/`cp` over it.
+    /// Nothing has the file's name: `rm`, or `mv` of the file elsewhere.
     Deleted,
+    /// Another file has its name: `mv` or `cp` over it.
     Replaced,
     /// The database session ended: the server let go of the lock.
     #[cfg(feature = "postgres")]

@@ -78,19 +78,16 @@ impl LockFile {
         unlock(self.fd.as_fd());
     }
 
-    /// Whether the file we hold lost its name, asked at release. `fstat` of
-    /// the descriptor costs a fraction of a path look-up, and a link count of
-    /// zero is what `rm`, a `/tmp` cleaner and `mv` or `cp` over the file
-    /// leave; a file renamed elsewhere keeps its link and is found by the
-    /// next hold's path check instead.
+    /// Whether the path no longer names the file we hold, asked at release:
+    /// `rm`, a `/tmp` cleaner, `mv` of the file elsewhere, or `mv` or `cp`
+    /// over it. One `lstat`, as the check after locking. When the path
+    /// cannot be looked at now (an unsearchable directory), nothing is
+    /// said: that is no evidence of a removal.
     pub(crate) fn lost(&self, c_path: &CStr) -> Option<Lost> {
-        let st = retry(|| rustix::fs::fstat(&self.fd)).ok()?;
-        if st.st_nlink > 0 {
-            return None;
-        }
         match named(c_path, self.identity) {
+            Ok(Named::Same) | Err(_) => None,
+            Ok(Named::Deleted) => Some(Lost::Deleted),
             Ok(Named::Replaced) => Some(Lost::Replaced),
-            _ => Some(Lost::Deleted),
         }
     }
 }

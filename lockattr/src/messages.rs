@@ -151,9 +151,9 @@ pub(crate) fn lost(name: Option<&str>, at: LocationRef<'_>, lost: Lost) {
     };
     let what = match (lost, at) {
         (Lost::Deleted, LocationRef::File(path)) => format!(
-            "the file of {lock}, {}, was deleted (`rm`, a /tmp cleaner) while this process held \
-             it, so another process may have locked a new file there and run at the same time; \
-             lock files must never be removed",
+            "the file of {lock}, {}, was deleted or moved away (`rm`, a /tmp cleaner, `mv`) \
+             while this process held it, so another process may have locked a new file there and \
+             run at the same time; lock files must never be removed",
             path.display()
         ),
         (_, LocationRef::File(path)) => format!(

@@ -314,9 +314,11 @@ impl Slot {
                     }
                 }
             }
-            // A waiting thread may have parked a weaker lock than we need:
-            // let go of it and try again for ours.
-            if st.held == Some(LockMode::Shared) && mode == LockMode::Exclusive {
+            // A waiting thread may have parked another mode than we need:
+            // a shared lock for an exclusive caller, or an exclusive one,
+            // which would shut out other processes' shared holders, for a
+            // shared caller. Let go of it and try again for ours.
+            if st.held.is_some_and(|held| held != mode) {
                 st.unlock();
                 continue;
             }
@@ -379,21 +381,19 @@ impl Slot {
             return; // a forked child never unlocks its parent's lock
         }
         let mut st = self.state();
+        let mut orphan = None;
         if st.release(holder) {
             let lost = st
                 .handle
                 .as_ref()
                 .and_then(|handle| self.target.lost(handle));
-            match (lost, st.handle.take()) {
+            match lost {
                 // Our handle holds an orphan: the next hold opens afresh.
-                (Some(lost), Some(handle)) => {
+                Some(lost) => {
                     st.held = None;
-                    handle.report_lost(&self.target, self.name(), lost);
+                    orphan = st.handle.take().map(|handle| (handle, lost));
                 }
-                (_, handle) => {
-                    st.handle = handle;
-                    st.unlock();
-                }
+                None => st.unlock(),
             }
         }
         if !self.keep_open && st.holders.is_empty() {
@@ -401,6 +401,13 @@ impl Slot {
         }
         if st.waiters > 0 {
             self.notify(st);
+        } else {
+            drop(st);
+        }
+        // Out of the mutex: the line may go to the program's own function
+        // (`set_messages`), which may use this lock again.
+        if let Some((handle, lost)) = orphan {
+            handle.report_lost(&self.target, self.name(), lost);
         }
     }
 
