@@ -34,6 +34,24 @@ fn child() {
             drop(guard);
             println!("RELEASED");
         }
+        // As "hold", with lockattr's lines going to a function of ours that
+        // asks about the same lock when it is told it was lost.
+        "hold-told" => {
+            fn told(message: &lockattr::Message<'_>) {
+                if let lockattr::Message::Lost { .. } = message {
+                    let held = lock_from_env().still_held();
+                    println!("TOLD {message} / still held: {held:?}");
+                }
+            }
+            lockattr::set_messages(lockattr::Messages::To(told));
+            let guard = lock_from_env()
+                .acquire()
+                .expect("the holder takes the free lock");
+            println!("HELD");
+            let _ = std::io::stdin().read_line(&mut String::new());
+            drop(guard);
+            println!("RELEASED");
+        }
         // Waits for the lock without limit, holds it until a line comes.
         "wait" => {
             let dir = std::env::var("LOCKATTR_TEST_DIR").expect("LOCKATTR_TEST_DIR");
@@ -50,6 +68,13 @@ fn child() {
         }
         other => panic!("unknown role {other:?}"),
     }
+}
+
+fn lock_from_env() -> lockattr::Lock {
+    let dir = std::env::var("LOCKATTR_TEST_DIR").expect("LOCKATTR_TEST_DIR");
+    let name = std::env::var("LOCKATTR_TEST_NAME").expect("LOCKATTR_TEST_NAME");
+    lockattr::Lock::new(lockattr::LockName::try_new(common::leak(name)).unwrap())
+        .dir(common::leak(dir))
 }
 
 /// Starts a holder of `name` in `dir`; returns once it holds.
@@ -147,6 +172,24 @@ fn a_held_file_moved_away_is_reported_at_release() {
         line.contains(&path.display().to_string()),
         "names it: {line}"
     );
+}
+
+/// The warning is said out of the lock's own mutex: a message function of
+/// the program's that asks about the same lock gets its answer (false)
+/// instead of hanging the release.
+#[test]
+fn the_warning_may_go_to_a_function_that_uses_the_same_lock() {
+    let dir = TempDir::new("told");
+    let path = dir.path().to_str().expect("a UTF-8 path");
+    let env = [("LOCKATTR_TEST_DIR", path), ("LOCKATTR_TEST_NAME", "told")];
+    let mut holder = Kid::role("hold-told", &env);
+    holder.expect("HELD");
+    std::fs::remove_file(dir.path().join("told.lock")).unwrap();
+    holder.send("");
+    let (told, _) = holder.expect("TOLD");
+    assert!(told.contains(WARNING), "{told}");
+    assert!(told.ends_with("still held: Ok(false)"), "{told}");
+    holder.expect("RELEASED");
 }
 
 fn warning(stderr: &str, how: &str) -> String {
