@@ -138,10 +138,7 @@ fn holders_are_seen_without_taking_the_lock() {
         "looking opened the lock file"
     );
     let mut other = Agent::start("status", Some(dir.path()));
-    assert!(
-        matches!(other.lock(), Reply::Busy(_)),
-        "the agent still holds it"
-    );
+    agent::assert_busy_by(&other.lock(), a.pid(), "the agent still holds it");
     a.unlock();
 
     assert_eq!(a.lock_shared(), Reply::Held);
