@@ -200,7 +200,7 @@ fn an_async_guard_is_held_across_await_in_a_spawned_task() {
         });
         held.await.unwrap();
         let err = ASYNC.acquire_async().await.expect_err("another task: busy");
-        assert!(err.is_busy());
+        common::assert_busy_here(&err, "api-async");
         go.send(()).unwrap();
         assert_eq!(
             task.await.unwrap().unwrap(),
