@@ -167,6 +167,24 @@ fn a_holder_outside_our_pid_namespace_is_unlisted() {
         "BUSY ?" => {}
         other => panic!("expected busy with no holder named, got {other}"),
     }
+    // Unlisted, not Unknown: the agent can read its /proc/locks, which
+    // lists the holder as pid 0.
+    let reply = agent.ask("lock-message");
+    assert!(reply.starts_with("BUSY "), "{reply}");
+    if common::NAMES_OTHER_PROCESSES {
+        assert!(
+            reply.contains("another process that /proc/locks does not list"),
+            "says the holder is unlisted: {reply}"
+        );
+        assert!(!reply.contains("unknown"), "{reply}");
+    } else {
+        assert!(reply.contains(common::UNKNOWN_HOLDER), "{reply}");
+    }
+    assert!(!reply.contains("pid 0"), "names pid 0: {reply}");
+    assert!(
+        !reply.contains(&format!("pid {}", holder.pid())),
+        "names a pid from outside its namespace: {reply}"
+    );
 }
 
 /// Without `/proc`, the holder cannot be looked up: busy says "unknown".
