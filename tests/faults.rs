@@ -363,14 +363,10 @@ fn close_idle_closes_kept_descriptors_of_idle_locks_only() {
         1,
         "a held lock keeps its descriptor"
     );
-    assert!(agent_busy(&dir, "held"), "and stays held");
+    let mut other = Agent::start("held", Some(dir.path()));
+    agent::assert_busy_by(&other.lock(), std::process::id(), "and stays held");
     drop(guard);
     drop(idle.acquire().expect("the next hold opens the file again"));
-}
-
-fn agent_busy(dir: &TempDir, name: &str) -> bool {
-    let mut other = Agent::start(name, Some(dir.path()));
-    matches!(other.lock(), Reply::Busy(_))
 }
 
 /// A directory removed leaves its inode number free for the next one: a
