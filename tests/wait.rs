@@ -4,8 +4,7 @@
 //! that leave nothing behind, a bounded number of threads and descriptors,
 //! threads that take turns on one descriptor, async waits that leave the
 //! executor free, the "still waiting" notice, a FIFO planted during a
-//! wait, and nested waits. A test marked `bug:` shows a defect of the
-//! waiting code (see its `ignore`).
+//! wait, and nested waits.
 //!
 //! Other processes are this test binary re-run in a role (see
 //! `tests/common`). Each test has its own lock names (`waittest-...`): the
