@@ -138,10 +138,7 @@ fn holders_are_seen_without_taking_the_lock() {
         "looking opened the lock file"
     );
     let mut other = Agent::start("status", Some(dir.path()));
-    assert!(
-        matches!(other.lock(), Reply::Busy(_)),
-        "the agent still holds it"
-    );
+    agent::assert_busy_by(&other.lock(), a.pid(), "the agent still holds it");
     a.unlock();
 
     assert_eq!(a.lock_shared(), Reply::Held);
@@ -203,7 +200,7 @@ fn an_async_guard_is_held_across_await_in_a_spawned_task() {
         });
         held.await.unwrap();
         let err = ASYNC.acquire_async().await.expect_err("another task: busy");
-        assert!(err.is_busy());
+        common::assert_busy_here(&err, "api-async");
         go.send(()).unwrap();
         assert_eq!(
             task.await.unwrap().unwrap(),
@@ -246,7 +243,7 @@ fn a_cancelled_async_acquisition_keeps_nothing() {
 // ------------------------------------------------------- lending a hold
 
 #[exclusive("api-build")]
-fn build(lend: bool) -> Result<Vec<bool>, lockattr::Error> {
+fn build(lend: bool) -> Result<Vec<Result<(), lockattr::Error>>, lockattr::Error> {
     let lent = lockattr::lend();
     std::thread::scope(|scope| {
         let steps: Vec<_> = (0..4)
@@ -257,10 +254,7 @@ fn build(lend: bool) -> Result<Vec<bool>, lockattr::Error> {
                 })
             })
             .collect();
-        Ok(steps
-            .into_iter()
-            .map(|step| step.join().unwrap().is_ok())
-            .collect())
+        Ok(steps.into_iter().map(|step| step.join().unwrap()).collect())
     })
 }
 
@@ -274,8 +268,18 @@ fn step() -> Result<(), lockattr::Error> {
 /// (silently skipped with `()`, or a deadlock with `wait`).
 #[test]
 fn a_hold_lent_to_scoped_threads_re_enters() {
-    assert_eq!(build(true).unwrap(), vec![true; 4]);
-    assert_eq!(build(false).unwrap(), vec![false; 4]);
+    let lent = build(true).unwrap();
+    assert_eq!(lent.len(), 4);
+    for (i, step) in lent.into_iter().enumerate() {
+        step.unwrap_or_else(|err| panic!("step {i}, lent the hold: {err}"));
+    }
+    let unlent = build(false).unwrap();
+    assert_eq!(unlent.len(), 4);
+    for (i, step) in unlent.into_iter().enumerate() {
+        let err = step.expect_err("a step not lent the hold: busy");
+        assert!(err.is_busy(), "step {i}: {err}");
+        common::assert_busy_here(&err, "api-build");
+    }
 }
 
 // ------------------------------------------------------------- messages

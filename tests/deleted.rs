@@ -235,9 +235,10 @@ fn a_waiter_on_a_replaced_file_names_its_holder() {
     waiter.expect("GOT");
     let held_file = std::fs::metadata(&path).unwrap().ino();
     let mut other = Agent::start(name, Some(dir.path()));
-    assert!(
-        matches!(other.lock(), Reply::Busy(_)),
-        "the waiter holds the file the path names now (inode {held_file})"
+    agent::assert_busy_by(
+        &other.lock(),
+        waiter.pid(),
+        &format!("the waiter holds the file the path names now (inode {held_file})"),
     );
     waiter.send("");
 }

@@ -232,7 +232,9 @@ fn a_device_in_its_place_is_an_error() {
         rustix::fs::makedev(1, 3),
     );
     if let Err(errno) = made {
-        eprintln!("SKIPPED a_device_in_its_place_is_an_error: mknod: {errno}");
+        common::loud(&format!(
+            "SKIPPED a_device_in_its_place_is_an_error: mknod: {errno}"
+        ));
         return;
     }
     assert_not_regular(&acquire_within_10s(lock), "a character device", &path);

@@ -249,6 +249,12 @@ fn the_busy_line_of_a_unit_tool_starts_with_the_program() {
         )),
         "{text:?}"
     );
+    let path = dir.path().join("scripts-tool.lock");
+    assert!(
+        text.contains(&format!("({})", path.display())),
+        "names the lock file {}: {text:?}",
+        path.display()
+    );
     common::assert_names_pid(&text, holder.pid());
 }
 
