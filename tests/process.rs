@@ -745,6 +745,55 @@ fn write_exclusive() -> Result<(), lockattr::Error> {
     Ok(())
 }
 
+/// A waiting thread that got the lock exclusive for a waiter who has since
+/// given up does not hand it as it is to a shared caller of this process:
+/// a shared holder in another process still runs beside that caller.
+#[test]
+fn a_shared_caller_never_keeps_an_exclusive_lock_parked_for_a_waiter_who_left() {
+    let dir = TempDir::new("parked");
+    let name = "parked";
+    let path = dir.path().join("parked.lock");
+    let lock = dir.lock(name);
+    let mut first = Agent::start(name, Some(dir.path()));
+    assert_eq!(first.lock(), Reply::Held);
+
+    // An exclusive waiter that gives up, its waiting thread left in flock(2)...
+    let exclusive = std::thread::spawn(move || {
+        let waited = lock
+            .wait_for(Duration::from_millis(500))
+            .acquire()
+            .map(drop);
+        waited.expect_err("busy behind the agent").is_busy()
+    });
+    common::until_blocked_in_kernel(&path, std::process::id());
+    // ...and a shared waiter that stays.
+    let (got_tx, got) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel::<()>();
+    let shared = std::thread::spawn(move || {
+        let guard = lock.shared().wait().acquire().expect("the shared waiter");
+        got_tx.send(()).unwrap();
+        let _ = done.recv();
+        drop(guard);
+    });
+    assert!(
+        exclusive.join().unwrap(),
+        "the exclusive waiter gave up busy"
+    );
+    first.unlock();
+    got.recv_timeout(common::PATIENCE)
+        .expect("the shared waiter got it");
+
+    let mut second = Agent::start(name, Some(dir.path()));
+    assert_eq!(
+        second.lock_shared(),
+        Reply::Held,
+        "another process's shared holder runs beside ours"
+    );
+    second.unlock();
+    done_tx.send(()).unwrap();
+    shared.join().unwrap();
+}
+
 /// Shared holders in two processes overlap; an exclusive caller in a third
 /// is busy, and gets the lock once both let go.
 #[test]

@@ -1498,3 +1498,48 @@ fn a_nested_wait_re_enters_at_once() {
         free.unwrap_or_else(|err| panic!("{name} is still held after the outermost call: {err}"));
     }
 }
+
+/// An async wait that is dropped (a timeout, a `select!` branch that lost)
+/// leaves no waker behind in the lock: the task it belonged to can be
+/// freed even while the lock stays held and others wait on.
+#[test]
+fn a_dropped_async_wait_leaves_no_waker_behind() {
+    struct Counted;
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {}
+    }
+    let lock = Lock::new(LockName::new("wait-waker")).wait();
+    let (release, held) = mpsc::channel::<()>();
+    let (ready_tx, ready) = mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let _guard = lock.acquire().expect("the holder takes the free lock");
+        ready_tx.send(()).unwrap();
+        let _ = held.recv();
+    });
+    ready.recv().unwrap();
+
+    let mut staying = Box::pin(lock.acquire_async());
+    let stays = Arc::new(Counted);
+    let waker = std::task::Waker::from(stays.clone());
+    let pending = staying
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker));
+    assert!(pending.is_pending(), "busy while the thread holds it");
+    for _ in 0..20 {
+        let counted = Arc::new(Counted);
+        let waker = std::task::Waker::from(counted.clone());
+        let mut wait = Box::pin(lock.acquire_async());
+        let pending = wait
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker));
+        assert!(pending.is_pending(), "busy while the thread holds it");
+        drop(wait);
+        drop(waker);
+        assert_eq!(Arc::strong_count(&counted), 1, "the lock kept a waker");
+    }
+    drop(staying);
+    drop(waker);
+    assert_eq!(Arc::strong_count(&stays), 1, "the lock kept a waker");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+}

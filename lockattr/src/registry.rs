@@ -428,17 +428,23 @@ impl Slot {
         let mut st = self.state();
         if waiting {
             st.waiters += 1;
-        } else {
-            st.waiters -= 1;
-            if st.waiters == 0 {
-                st.noticed = false;
-                if let Some(in_flight) = &st.in_flight {
-                    // Nobody wants what the backend wait would bring.
-                    in_flight.cancel();
-                }
-            }
-            st.unpark_if_unwanted();
+            return;
         }
+        st.waiters -= 1;
+        if st.waiters == 0 {
+            st.noticed = false;
+            if let Some(in_flight) = &st.in_flight {
+                // Nobody wants what the backend wait would bring.
+                in_flight.cancel();
+            }
+        }
+        st.unpark_if_unwanted();
+        // A task that gave up (timed out, dropped) leaves its waker here;
+        // which one is not known, so every task still waiting is woken to
+        // register again, and the list never outgrows the waiters.
+        let wakers = std::mem::take(&mut st.wakers);
+        drop(st);
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Why waiting needs a thread: flock(2) blocks in the kernel and only
