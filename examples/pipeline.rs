@@ -64,6 +64,11 @@ fn demo() -> Result<(), Box<dyn std::error::Error>> {
     build.wait()?;
     let _ = forward.join();
     println!("demo: `deploy-when-free` waited for the build, then exited with {waited}");
+    if refused.code() != Some(lockattr::EXIT_BUSY.into()) || !waited.success() {
+        return Err("`deploy` was not refused with 75 while `build` ran, or \
+                    `deploy-when-free` did not succeed after it"
+            .into());
+    }
     Ok(())
 }
 

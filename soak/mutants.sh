@@ -60,7 +60,14 @@ for i in "${!names[@]}"; do
   fi
   echo "=== $name: $what ($file)"
   (cd "$copy" && diff -u <(cd "$repo" && cat "$file") "$file" | sed -n '3,$p' | grep '^[-+]' || true)
-  cargo build --release -q -p lockattr-soak --manifest-path "$copy/Cargo.toml" 2>&1 | grep -v '^warning\|^ *|\|^ *=\|^$' || true
+  # One target directory for all: a mutant that does not build must not
+  # run the previous one's binary.
+  rm -f "$CARGO_TARGET_DIR/release/lockattr-soak"
+  if ! cargo build --release -q -p lockattr-soak --manifest-path "$copy/Cargo.toml" 2>"$scratch/build.log"; then
+    grep -v '^warning' "$scratch/build.log" | head -20
+    results+=("$name: DOES NOT BUILD")
+    continue
+  fi
   start=$(date +%s)
   set +e
   out=$("$CARGO_TARGET_DIR/release/lockattr-soak" --secs "$secs" --seed 1 --tmp "$scratch" 2>&1)
@@ -69,12 +76,13 @@ for i in "${!names[@]}"; do
   took=$(( $(date +%s) - start ))
   echo "$out" | sed -n '/^failures/,$p' | head -12 || true
   echo "$out" | grep -E '^(overlaps|occupancy|counter|shared bodies) |^  SOAK-ERROR' | head -12 || true
-  if [ $status -ne 0 ]; then
-    results+=("$name: CAUGHT (exit $status after ${took} s)")
-  else
-    results+=("$name: MISSED")
-  fi
+  # 1: the soak found a failure; 2 is a run that could not start.
+  case $status in
+    1) results+=("$name: CAUGHT (after ${took} s)") ;;
+    0) results+=("$name: MISSED") ;;
+    *) results+=("$name: DID NOT RUN (exit $status)") ;;
+  esac
 done
 echo
 printf '%s\n' "${results[@]}"
-case " ${results[*]} " in *MISSED*) exit 1 ;; esac
+case " ${results[*]} " in *MISSED* | *"NOT BUILD"* | *"NOT RUN"* | *"NOT APPLY"*) exit 1 ;; esac
