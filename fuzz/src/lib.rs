@@ -165,6 +165,13 @@ pub fn check(args: TokenStream, item: TokenStream) -> Outcome {
         "the expansion lost or reordered tokens of the body: input\n{}\noutput\n{output}",
         input()
     );
+    // And it takes the lock: the body calls into lockattr's runtime, which
+    // the item as it came in never does.
+    assert!(
+        leaves(got.body.stream()).iter().any(|leaf| leaf == "__private"),
+        "the expansion does not call lockattr (the item unchanged?): input\n{}\noutput\n{output}",
+        input()
+    );
     if syn::parse2::<syn::ItemFn>(item.clone()).is_ok()
         && !misplaced_path(&args)
         && !keyword_field(&args)
