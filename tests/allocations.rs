@@ -1,7 +1,7 @@
 //! Uncontended calls allocate nothing after the first (issue 4): not the
 //! plain attribute, not `wait`, not a nested call, not a name made from the
-//! arguments (issue 9). The wait's notice alarm is only set up when a wait
-//! really has to wait.
+//! arguments (issue 9), not a hand-written `Lock::acquire`. The wait's
+//! notice alarm is only set up when a wait really has to wait.
 
 mod common; // the run's own lock directory
 
@@ -61,7 +61,10 @@ fn templated(env: &str, n: u32) -> Result<u32, lockattr::Error> {
 #[test]
 fn uncontended_calls_allocate_nothing_after_the_first() {
     COUNTED.with(|counted| counted.set(true));
+    let by_hand = lockattr::Lock::new(lockattr::LockName::new("allocations-by-hand"));
     let calls = || {
+        let guard = by_hand.acquire().unwrap();
+        drop(guard);
         plain().unwrap()
             + waiting().unwrap()
             + waiting_for().unwrap()

@@ -314,9 +314,13 @@ impl Lock {
         Ok(Hold::one(slot, holder))
     }
 
-    /// The registry's slot for this lock, on the process's backend.
+    /// The registry's slot for this lock, on the process's backend: for a
+    /// name, without allocating once the slot exists.
     pub(crate) fn slot(&self) -> Result<&'static Slot, Error> {
         let name = self.place.name();
+        if let Some(name) = name {
+            return self.slot_for(name);
+        }
         match backend::current(error::About::named(name))? {
             Backend::File => Ok(registry::file_slot(name, &self.path()?)),
             #[cfg(feature = "postgres")]
