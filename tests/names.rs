@@ -180,6 +180,8 @@ fn long(value: &str) -> Result<(), lockattr::Error> {
 #[test]
 fn too_long_a_name_is_an_error() {
     long(&"x".repeat(150)).expect("fits");
+    long(&"x".repeat(189)).expect("exactly 200 bytes fit");
+    long(&"x".repeat(190)).expect_err("201 bytes");
     let err = long(&"/".repeat(70)).expect_err("210 bytes");
     assert_eq!(err.kind(), lockattr::ErrorKind::Config);
     assert!(err.to_string().contains("names-long-{value}"), "{err}");

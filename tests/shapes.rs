@@ -897,3 +897,19 @@ fn serve_forever() -> ! {
 fn a_never_returning_function_compiles() {
     let _compiled: fn() -> ! = serve_forever;
 }
+
+/// A name of exactly 200 bytes, the longest there may be, compiles and
+/// locks (one more byte is the UI case too-long-name).
+#[exclusive(
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+)]
+fn longest_name() -> Result<usize, lockattr::Error> {
+    Ok(1)
+}
+
+#[test]
+fn a_name_of_200_bytes_locks() {
+    assert_eq!(longest_name().unwrap(), 1);
+    let path = common::lock_dir().join(format!("{}.lock", "x".repeat(200)));
+    assert!(path.is_file(), "{} was made", path.display());
+}
