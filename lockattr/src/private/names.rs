@@ -58,18 +58,36 @@ impl<'a, T: AsRef<std::ffi::OsStr> + ?Sized> ByBytes<'a> for Value<'a, T> {
     }
 }
 
+/// Applies to every value, so that a value with neither `AsRef<OsStr>` nor
+/// `Display` gets [`Placeholder`]'s own error, at its parameter, rather
+/// than rustc's account of why no `part` method fits.
+pub trait ByDisplay<'a, T: ?Sized> {
+    fn part(&self) -> Part<'a>
+    where
+        T: Placeholder;
+}
+
+impl<'a, T: ?Sized> ByDisplay<'a, T> for &Value<'a, T> {
+    fn part(&self) -> Part<'a>
+    where
+        T: Placeholder,
+    {
+        Part::Display(self.0.as_display())
+    }
+}
+
 #[diagnostic::on_unimplemented(
-    message = "`{T}` cannot be part of a lock name: it implements neither `Display` nor `AsRef<OsStr>`",
+    message = "`{Self}` cannot be part of a lock name: it implements neither `Display` nor `AsRef<OsStr>`",
     label = "this parameter is a placeholder of the lock name",
     note = "implement `Display` for it, or name a parameter that has it"
 )]
-pub trait ByDisplay<'a, T: ?Sized> {
-    fn part(&self) -> Part<'a>;
+pub trait Placeholder {
+    fn as_display(&self) -> &dyn std::fmt::Display;
 }
 
-impl<'a, T: std::fmt::Display> ByDisplay<'a, T> for &Value<'a, T> {
-    fn part(&self) -> Part<'a> {
-        Part::Display(self.0)
+impl<T: std::fmt::Display> Placeholder for T {
+    fn as_display(&self) -> &dyn std::fmt::Display {
+        self
     }
 }
 
