@@ -92,12 +92,6 @@ fn answer(lock: Lock) {
 /// The private network of a test, or `None` (said loudly) where it
 /// cannot be made.
 fn network(test: &str, hosts: usize) -> Option<Net> {
-    if !cfg!(feature = "postgres") {
-        loud(&format!(
-            "SKIPPED {test}: built without the `postgres` feature (--no-default-features)"
-        ));
-        return None;
-    }
     if let Some(why) = net::missing() {
         loud(&format!("SKIPPED {test}: {why}; CI (.ci/run) runs it"));
         return None;
