@@ -98,7 +98,6 @@ pub enum Oops {
     WorkerDied = 4,
     BadFileMode = 5,
     Growth = 6,
-    NoSysctlRestore = 7,
     /// A thread still held the lock after its function returned.
     StillHeld = 8,
     /// A process did not finish within 20 s of being asked to.
@@ -115,7 +114,6 @@ impl Oops {
             WorkerDied,
             BadFileMode,
             Growth,
-            NoSysctlRestore,
             StillHeld,
             Stuck,
         ]
@@ -278,6 +276,7 @@ impl Journal {
                 Err(rustix::io::Errno::INTR) => continue,
                 other => {
                     eprintln!("lockattr-soak: cannot append to the journal: {other:?}");
+                    crate::sysctl::restore_now();
                     std::process::abort();
                 }
             }

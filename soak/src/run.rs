@@ -254,7 +254,10 @@ pub fn run(config: &Config) -> i32 {
             println!("  {line}");
         }
     }
-    let pass = analysis.failures.is_empty() && !interrupted;
+    if crate::sysctl::not_restored() {
+        println!("FAIL: fs.protected_regular could not be restored (see above)");
+    }
+    let pass = analysis.failures.is_empty() && !interrupted && !crate::sysctl::not_restored();
     if pass && !config.keep {
         let _ = std::fs::remove_dir_all(&run);
     } else {

@@ -10,9 +10,16 @@
 //! lock at once is skipped.
 
 use lockattr::Lock;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const PROTECTED_REGULAR: &str = "/proc/sys/fs/protected_regular";
+
+/// The value to write back while a window is open, for [`restore_now`].
+static OPEN: Mutex<Option<String>> = Mutex::new(None);
+/// A window's old value could not be written back: the run fails.
+static NOT_RESTORED: AtomicBool = AtomicBool::new(false);
 
 pub struct Window {
     old: String,
@@ -30,6 +37,7 @@ impl Window {
         let old = std::fs::read_to_string(PROTECTED_REGULAR).ok()?;
         let old = old.trim().to_owned();
         let now = old.parse().unwrap_or(0);
+        *OPEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(old.clone());
         Some(Window {
             old,
             now,
@@ -50,13 +58,31 @@ impl Window {
 
 impl Drop for Window {
     fn drop(&mut self) {
-        if let Err(err) = std::fs::write(PROTECTED_REGULAR, format!("{}\n", self.old)) {
-            eprintln!(
-                "*** lockattr-soak: could not restore fs.protected_regular={}: {err} ***",
-                self.old
-            );
-        }
+        restore(&self.old);
+        *OPEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
+}
+
+fn restore(old: &str) {
+    if let Err(err) = std::fs::write(PROTECTED_REGULAR, format!("{old}\n")) {
+        NOT_RESTORED.store(true, Ordering::SeqCst);
+        eprintln!("*** lockattr-soak: could not restore fs.protected_regular={old}: {err} ***");
+    }
+}
+
+/// Writes back the value of an open window now: for a process about to
+/// abort, which runs no `Drop`.
+pub fn restore_now() {
+    if let Ok(open) = OPEN.try_lock()
+        && let Some(old) = open.as_deref()
+    {
+        restore(old);
+    }
+}
+
+/// Whether a window's old value could not be written back.
+pub fn not_restored() -> bool {
+    NOT_RESTORED.load(Ordering::SeqCst)
 }
 
 /// Whether this process may change the sysctl at all.

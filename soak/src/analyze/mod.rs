@@ -340,7 +340,6 @@ pub fn analyze(records: &[Record], counter: (u64, u64), flock: &str, log: &str) 
                     Some(Oops::WorkerDied) => "a participant died unasked",
                     Some(Oops::BadFileMode) => "the lock file had a mode other than 0644",
                     Some(Oops::Growth) => "a long-lived worker's descriptors or threads grew",
-                    Some(Oops::NoSysctlRestore) => "fs.protected_regular could not be restored",
                     _ => "a failure found by the parent",
                 };
                 oddities.push((
