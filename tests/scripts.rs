@@ -134,6 +134,43 @@ fn stderr(output: &Finished) -> String {
     output.stderr.clone()
 }
 
+#[exclusive("scripts-older-busy")]
+fn older_busy() -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// A busy error inside `anyhow::Error` is told by its message: it is still
+/// 75 after the program made newer busy errors (other locks, other
+/// threads) before returning it.
+#[test]
+fn a_busy_anyhow_error_exits_75_after_newer_busy_errors() {
+    let held: Vec<LockName> = (0..10)
+        .map(|i| LockName::parse(&format!("scripts-newer-busy-{i}")).unwrap())
+        .chain([LockName::new("scripts-older-busy")])
+        .collect();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    let names = held.clone();
+    let holder = std::thread::spawn(move || {
+        let guards: Vec<_> = names
+            .iter()
+            .map(|name| lockattr::Lock::new(*name).acquire().unwrap())
+            .collect();
+        ready_tx.send(()).unwrap();
+        let _ = done.recv();
+        drop(guards);
+    });
+    ready.recv().unwrap();
+    let older = older_busy().expect_err("busy");
+    for name in &held[..10] {
+        let newer = lockattr::Lock::new(*name).acquire().map(drop);
+        assert!(newer.expect_err("busy").is_busy());
+    }
+    assert_eq!(lockattr::exit_code(Err(older)), ExitCode::from(75));
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+}
+
 /// The README's example tool, `examples/pipeline.rs`, as a script runs it:
 /// `build` or `deploy` while a build runs exits 75 without running, so
 /// `pipeline build && pipeline deploy` stops there; free, both exit 0.

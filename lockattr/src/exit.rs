@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::who::program;
+use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::{Mutex, PoisonError};
 
@@ -71,17 +72,27 @@ fn is_busy(err: &(dyn std::error::Error + 'static)) -> bool {
     // `anyhow::Error` boxes our error in a type of its own that cannot be
     // downcast; its message is ours, word for word.
     let message = err.to_string();
-    LAST_BUSY
+    RECENT_BUSY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .as_deref()
-        .is_some_and(|busy| busy == message)
+        .iter()
+        .any(|busy| *busy == message)
 }
 
-/// The message of the last busy error made in this process, so that
-/// [`exit_code`] can recognise it inside error types it cannot look into.
-static LAST_BUSY: Mutex<Option<String>> = Mutex::new(None);
+/// The messages of the busy errors made last in this process, so that
+/// [`exit_code`] can recognise one inside error types it cannot look into.
+/// Several: other threads, or busy errors the program handled itself, may
+/// have made newer ones than the one `main` returns.
+static RECENT_BUSY: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+const RECENT: usize = 32;
 
 pub(crate) fn note_busy(err: &Error) {
-    *LAST_BUSY.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
+    let message = err.to_string();
+    let mut recent = RECENT_BUSY.lock().unwrap_or_else(PoisonError::into_inner);
+    if !recent.contains(&message) {
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(message);
+    }
 }
