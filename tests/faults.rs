@@ -173,7 +173,7 @@ fn a_holder_outside_our_pid_namespace_is_unlisted() {
     assert!(reply.starts_with("BUSY "), "{reply}");
     if common::NAMES_OTHER_PROCESSES {
         assert!(
-            reply.contains("another process that /proc/locks does not list"),
+            reply.contains("another process that the lock table (/proc/locks"),
             "says the holder is unlisted: {reply}"
         );
         assert!(!reply.contains("unknown"), "{reply}");

@@ -71,11 +71,12 @@ pub enum Holder {
         /// The session's `application_name`.
         application: Option<String>,
     },
-    /// The kernel reports the lock busy but lists no holder: it is in
-    /// another pid namespace (a container), or let go just now.
+    /// The lock is busy but its table lists no holder (`/proc/locks`, or
+    /// `pg_locks` on PostgreSQL): it is in another pid namespace (a
+    /// container), or let go just now.
     Unlisted,
-    /// The holder cannot be looked up here (`/proc/locks` is missing or
-    /// unreadable).
+    /// The holder cannot be looked up here: `/proc/locks` is missing or
+    /// unreadable (or not Linux), or the query of `pg_locks` failed.
     Unknown,
 }
 
@@ -150,13 +151,15 @@ impl fmt::Display for Holder {
                 }
                 f.write_str(")")
             }
+            // Said of a lock file and of a database lock alike.
             Holder::Unlisted => f.write_str(
-                "another process that /proc/locks does not list (in another pid namespace, or \
-                 it let go just now)",
+                "another process that the lock table (/proc/locks, or pg_locks on PostgreSQL) \
+                 does not list (in another pid namespace, or it let go just now)",
             ),
-            Holder::Unknown => {
-                f.write_str("another process (unknown: /proc/locks is not readable)")
-            }
+            Holder::Unknown => f.write_str(
+                "another process (unknown: the lock table could not be read, or there is none \
+                 on this system)",
+            ),
         }
     }
 }
