@@ -78,7 +78,9 @@ const PROBE: i32 = 0x6c6f_636b;
 pub(crate) struct Server {
     config: tokio_postgres::Config,
     tls: Tls,
-    /// `host:port/database`, for messages: never the user or password.
+    /// `host:port/database`, for messages: never the password. Without a
+    /// database in the URL it is the user's name, as the server takes it
+    /// (keys are per database, so the message says which).
     label: String,
     /// Whether the server keeps a session's locks for that session alone
     /// (no transaction pooler, no standby), checked once per process.
