@@ -1381,12 +1381,13 @@ fn the_pipeline_example_excludes_across_processes() {
 /// "connection refused"), never busy and never a local lock.
 #[test]
 fn an_unreachable_server_is_an_error_that_says_why() {
-    let url = format!("postgres://ci@127.0.0.1:{}/locks", pg::free_port());
+    let url = format!("postgres://ci:s3cret@127.0.0.1:{}/locks", pg::free_port());
     let mut locker = Locker::start(&url, &common::unique_name("pg-unreachable"));
     for request in ["lock", "wait-for 100"] {
         let answer = locker.ask(request);
         let message = answer.assert_err(request);
         assert_eq!(answer.kind.as_deref(), Some("Io"), "{message}");
+        assert!(!message.contains("s3cret"), "leaks the password: {message}");
         assert!(
             message.contains(&format!("cannot connect to {}", pg::label(&url))),
             "{message}"
