@@ -51,12 +51,17 @@ on() {
 }
 
 echo "== runner-a: pipeline build (3 s)"
-on a "$pipeline" build &
-sleep 1
+on a "$pipeline" build > >(tee "$dir/build.out") &
+# It holds the lock once it says it compiles.
+for _ in $(seq 100); do
+  grep -q compiling "$dir/build.out" 2>/dev/null && break
+  sleep 0.1
+done
 echo "== runner-b: pipeline deploy, while runner-a builds"
 status=0
 on b "$pipeline" deploy || status=$?
 echo "== runner-b: deploy exited with $status (75: busy)"
+[ "$status" = 75 ] || { echo "hosts.sh: expected 75 from deploy on runner-b" >&2; exit 1; }
 echo "== runner-b: pipeline deploy-when-free"
 on b "$pipeline" deploy-when-free
 wait
