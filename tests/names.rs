@@ -498,6 +498,60 @@ fn both(env: &str, a: LockName, b: LockName) -> Result<bool, lockattr::Error> {
         && common::busy_elsewhere(lockattr::Lock::new(b)))
 }
 
+/// Several names on an `async fn`, sharing one bounded wait, and shared:
+/// a name held exclusive elsewhere makes the call busy after the wait
+/// (the other name let go meanwhile); free, the body holds both, shared (a
+/// shared probe gets in, an exclusive one is busy).
+#[test]
+fn several_names_on_an_async_fn_share_one_wait_and_may_be_shared() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let first = LockName::new("names-async-first");
+    let env = LockName::from_template("names-async-{env}", &[("env", &"prod")]).unwrap();
+
+    let held = hold_on_thread(env);
+    let started = std::time::Instant::now();
+    let err = runtime
+        .block_on(async_both("prod"))
+        .expect_err("busy behind the thread");
+    let waited = started.elapsed();
+    assert!(err.is_busy(), "{err}");
+    assert_eq!(err.lock_name(), Some(env.as_str()));
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "gave up after {waited:?}, before its wait of 300 ms"
+    );
+    assert!(
+        !common::busy_elsewhere(lockattr::Lock::new(first)),
+        "the name taken first was let go"
+    );
+    drop(held);
+
+    let (shared_first, shared_env) = runtime.block_on(async_both("prod")).unwrap();
+    assert!(shared_first && shared_env, "both held shared by the body");
+    assert!(
+        !common::busy_elsewhere(lockattr::Lock::new(env)),
+        "released"
+    );
+}
+
+#[exclusive("names-async-first", "names-async-{env}", shared, wait = "300ms")]
+async fn async_both(env: &str) -> Result<(bool, bool), lockattr::Error> {
+    let held_shared = |name: LockName| {
+        let exclusive = common::busy_elsewhere(lockattr::Lock::new(name));
+        let shared = common::busy_elsewhere(lockattr::Lock::new(name).shared());
+        exclusive && !shared
+    };
+    let env = LockName::from_template("names-async-{env}", &[("env", &env)])?;
+    tokio::task::yield_now().await;
+    Ok((
+        held_shared(LockName::new("names-async-first")),
+        held_shared(env),
+    ))
+}
+
 /// Holds `name` on another thread until dropped.
 fn hold_on_thread(name: LockName) -> mpsc::Sender<()> {
     let (held_tx, held) = mpsc::channel();
