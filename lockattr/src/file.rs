@@ -413,7 +413,7 @@ pub(crate) fn holders(identity: Identity) -> Option<Vec<Holder>> {
     );
     // The kernel builds /proc/locks a piece per read and resumes by position,
     // so a lock released between two reads can shift the listing and hide
-    // the holder's line: read in large pieces, and look twice.
+    // the holder's line: read in large pieces, and look up to three times.
     let mut pids = Vec::new();
     for _ in 0..3 {
         pids = find_flock_holders(&read_proc_locks()?, &key);

@@ -78,15 +78,17 @@ pub(crate) fn dir_of(place: &Place, name: &str) -> Result<&'static Path, Error> 
 pub(crate) fn with_file<T>(dir: &Path, name: &str, with: impl FnOnce(&Path) -> T) -> T {
     use std::os::unix::ffi::OsStrExt;
     let dir = dir.as_os_str().as_bytes();
+    // `dir = "/run/lock/"` names `/run/lock/x.lock`, as `Path::join` would.
+    let sep: &[u8] = if dir.ends_with(b"/") { b"" } else { b"/" };
     let mut buf = [0u8; 512];
-    let len = dir.len() + 1 + name.len() + ".lock".len();
+    let len = dir.len() + sep.len() + name.len() + ".lock".len();
     if len > buf.len() {
         let mut path = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
         path.as_mut_os_string().push(".lock");
         return with(&path);
     }
     let mut at = 0;
-    for part in [dir, b"/", name.as_bytes(), b".lock"] {
+    for part in [dir, sep, name.as_bytes(), b".lock"] {
         buf[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
@@ -153,4 +155,20 @@ fn is_shared_sticky_dir(dir: &Path) -> bool {
         FileType::from_raw_mode(st.st_mode) == FileType::Directory
             && mode.contains(Mode::SVTX | Mode::WOTH)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_file;
+    use std::path::Path;
+
+    #[test]
+    fn a_trailing_slash_in_the_directory_is_not_doubled() {
+        let path = |dir: &str| with_file(Path::new(dir), "x", Path::to_path_buf);
+        assert_eq!(path("/run/lock/"), Path::new("/run/lock/x.lock"));
+        assert_eq!(path("/run/lock"), Path::new("/run/lock/x.lock"));
+        assert_eq!(path("/"), Path::new("/x.lock"));
+        let long = format!("/{}/", "d".repeat(600));
+        assert_eq!(path(&long), Path::new(&long).join("x.lock"));
+    }
 }
