@@ -349,6 +349,14 @@ impl Session {
     }
 }
 
+/// Closing the session is letting go on purpose (of a doubtful session's
+/// lock too): its connection's end is then no loss to report.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.flags.held.store(false, Ordering::SeqCst);
+    }
+}
+
 /// While the session holds the lock, a ping every [`HEARTBEAT`]: on a dead
 /// network the ping goes unanswered and the kernel gives up on it after
 /// the client's `tcp_user_timeout`, which ends the connection, which the
