@@ -59,7 +59,7 @@ impl<'a, T: AsRef<std::ffi::OsStr> + ?Sized> ByBytes<'a> for Value<'a, T> {
 }
 
 /// Applies to every value, so that a value with neither `AsRef<OsStr>` nor
-/// `Display` gets [`Placeholder`]'s own error, at its parameter, rather
+/// `Display` gets `Placeholder`'s own error, at its parameter, rather
 /// than rustc's account of why no `part` method fits.
 pub trait ByDisplay<'a, T: ?Sized> {
     fn part(&self) -> Part<'a>
