@@ -148,7 +148,10 @@ async fn async_lane(lane: &'static Lane, mut rng: Rng, until: u64) {
             return;
         }
         let way = rng.weighted(&crate::tasks::WAYS);
+        let mut tries = 0;
         while !ctx.gate_try_enter() {
+            tries += 1;
+            assert!(tries < 10_000, "the leak check kept the gate closed for 10 s");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         lane.calling();
