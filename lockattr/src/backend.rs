@@ -113,6 +113,18 @@ pub(crate) enum Lost {
     Session,
 }
 
+impl Lost {
+    /// Says loudly that the lock was lost while held (once); `kept` is what
+    /// [`Handle::after_loss`] kept.
+    pub(crate) fn report(self, target: &Target, kept: Option<Handle>, name: Option<&str>) {
+        match kept {
+            #[cfg(feature = "postgres")]
+            Some(Handle::Advisory(session)) => session.report_loss(),
+            _ => crate::messages::lost(name, target.location(), self),
+        }
+    }
+}
+
 impl Target {
     pub(crate) fn file(path: &Path) -> Target {
         Target::File {
@@ -360,12 +372,15 @@ impl Handle {
         }
     }
 
-    /// Says loudly that the lock was lost while held (once).
-    pub(crate) fn report_lost(&self, target: &Target, name: Option<&str>, lost: Lost) {
+    /// A handle whose lock was lost while held, let go of at release: a
+    /// lock file's descriptor is closed now (its flock on the orphan ends
+    /// with the hold it was); a database session is kept until
+    /// [`Lost::report`] has said so, once with its connection's own word.
+    pub(crate) fn after_loss(self) -> Option<Handle> {
         match self {
-            Handle::File(_) => crate::messages::lost(name, target.location(), lost),
+            Handle::File(_) => None,
             #[cfg(feature = "postgres")]
-            Handle::Advisory(session) => session.report_loss(),
+            advisory @ Handle::Advisory(_) => Some(advisory),
         }
     }
 

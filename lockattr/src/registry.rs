@@ -391,7 +391,8 @@ impl Slot {
                 // Our handle holds an orphan: the next hold opens afresh.
                 Some(lost) => {
                     st.held = None;
-                    orphan = st.handle.take().map(|handle| (handle, lost));
+                    let kept = st.handle.take().and_then(Handle::after_loss);
+                    orphan = Some((kept, lost));
                 }
                 None => st.unlock(),
             }
@@ -406,8 +407,8 @@ impl Slot {
         }
         // Out of the mutex: the line may go to the program's own function
         // (`set_messages`), which may use this lock again.
-        if let Some((handle, lost)) = orphan {
-            handle.report_lost(&self.target, self.name(), lost);
+        if let Some((kept, lost)) = orphan {
+            lost.report(&self.target, kept, self.name());
         }
     }
 

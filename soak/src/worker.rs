@@ -151,7 +151,10 @@ async fn async_lane(lane: &'static Lane, mut rng: Rng, until: u64) {
         let mut tries = 0;
         while !ctx.gate_try_enter() {
             tries += 1;
-            assert!(tries < 10_000, "the leak check kept the gate closed for 10 s");
+            assert!(
+                tries < 10_000,
+                "the leak check kept the gate closed for 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         lane.calling();
