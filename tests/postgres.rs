@@ -1336,11 +1336,14 @@ fn the_pipeline_example_excludes_across_processes() {
     let Some(url) = pg::shared(test) else {
         return;
     };
-    let Some(pipeline) = common::example("pipeline") else {
-        common::loud(&format!(
-            "SKIPPED {test}: examples/pipeline.rs is not built; `cargo test --workspace` builds it"
-        ));
-        return;
+    let pipeline = match common::example("pipeline") {
+        Ok(pipeline) => pipeline,
+        Err(why) => {
+            common::loud(&format!(
+                "SKIPPED {test}: {why}; `cargo test --workspace` builds it"
+            ));
+            return;
+        }
     };
     let db = Database::create(url, "pg-pipeline");
     let run = |command: &str| {

@@ -37,7 +37,7 @@ const ROLE: &str = "LOCKATTR_TEST_ROLE";
 pub const NAMES_OTHER_PROCESSES: bool = !cfg!(lockattr_portable);
 
 /// What a busy message says of a holder lockattr cannot look up.
-pub const UNKNOWN_HOLDER: &str = "unknown: /proc/locks is not readable";
+pub const UNKNOWN_HOLDER: &str = "unknown: the lock table could not be read";
 
 /// Asserts that a busy message names `pid` as the holder.
 pub fn assert_names_pid(message: &str, pid: u32) {
@@ -487,13 +487,35 @@ pub fn assert_busy_here(err: &lockattr::Error, name: &str) {
 }
 
 /// An example program of the workspace, which `cargo test` builds beside
-/// the test binaries (`target/debug/examples`); `None` when it was not
-/// built (`cargo test --tests`).
-pub fn example(name: &str) -> Option<PathBuf> {
+/// the test binaries (`target/debug/examples`). `Err` says why there is
+/// none to trust: not built (`cargo test --tests`), or older than its
+/// source or lockattr's, as a build by an earlier `cargo test` would be.
+pub fn example(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/debug/deps/NAME
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    path.is_file().then_some(path)
+    let examples = exe.parent().and_then(Path::parent).expect("target/debug");
+    let path = examples.join("examples").join(name);
+    let built = std::fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .map_err(|_| format!("{} is not built", path.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("examples").join(format!("{name}.rs"))];
+    sources.extend(["lockattr/src", "lockattr-macros/src"].map(|dir| root.join(dir)));
+    while let Some(source) = sources.pop() {
+        if let Ok(entries) = std::fs::read_dir(&source) {
+            sources.extend(entries.filter_map(Result::ok).map(|entry| entry.path()));
+        } else if std::fs::metadata(&source)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|changed| changed > built)
+        {
+            return Err(format!(
+                "{} is older than {}",
+                path.display(),
+                source.display()
+            ));
+        }
+    }
+    Ok(path)
 }
 
 /// A lock name no other test of this process uses.
