@@ -18,7 +18,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::thread;
 use tokio::sync::oneshot;
 
 fn named(name: &'static str) -> Lock {
@@ -290,23 +289,6 @@ fn return_and_question_mark_keep_their_meaning() {
     );
 }
 
-/// Holds `lock` on another thread while `f` runs.
-fn while_held<T>(lock: Lock, f: impl FnOnce() -> T) -> T {
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let holder = thread::spawn(move || {
-        let guard = lock.acquire().expect("the holder takes the lock");
-        held_tx.send(()).expect("tell the test");
-        let _ = stop_rx.recv();
-        drop(guard);
-    });
-    held_rx.recv().expect("the holder took the lock");
-    let out = f();
-    drop(stop_tx);
-    holder.join().expect("the holder thread");
-    out
-}
-
 #[test]
 fn busy_outcome_follows_the_futures_output() {
     let rt = runtime();
@@ -318,19 +300,19 @@ fn busy_outcome_follows_the_futures_output() {
     assert_eq!(rt.block_on(svc.describe()).unwrap(), "described");
     assert_eq!(rt.block_on(svc.provided()).unwrap(), "provided");
 
-    let count = while_held(named("at-count"), || rt.block_on(svc.count(1)));
+    let count = common::while_held(named("at-count"), || rt.block_on(svc.count(1)));
     assert_eq!(count, 101, "on_busy used self and the parameter");
 
-    let described = while_held(named("at-describe"), || rt.block_on(svc.describe()));
+    let described = common::while_held(named("at-describe"), || rt.block_on(svc.describe()));
     match described {
         Err(DeployError::Busy(text)) => assert!(text.contains("at-describe"), "{text}"),
         other => panic!("expected the closure's error, got {other:?}"),
     }
 
-    let err = while_held(named("at-provided"), || rt.block_on(svc.provided()));
+    let err = common::while_held(named("at-provided"), || rt.block_on(svc.provided()));
     common::assert_busy_here(&err.unwrap_err(), "at-provided");
 
-    let err = while_held(named("at-parse"), || rt.block_on(svc.parse("1")));
+    let err = common::while_held(named("at-parse"), || rt.block_on(svc.parse("1")));
     common::assert_busy_here(
         err.unwrap_err().downcast_ref().expect("a lockattr::Error"),
         "at-parse",
@@ -342,7 +324,7 @@ fn names_from_arguments() {
     let rt = runtime();
     let svc = service();
     let prod = LockName::from_template("at-deploy-{env}", &[("env", &"prod")]).unwrap();
-    let deployed = while_held(Lock::new(prod), || {
+    let deployed = common::while_held(Lock::new(prod), || {
         let staging = rt.block_on(rt.spawn({
             let svc = svc.clone();
             async move { svc.deploy_to("staging").await }
@@ -393,7 +375,7 @@ fn without_send() {
         .unwrap();
     let local: Box<dyn Local> = Box::new(OnOneThread);
     assert_eq!(rt.block_on(local.run()).unwrap(), 7);
-    let err = while_held(named("at-local"), || rt.block_on(local.run()));
+    let err = common::while_held(named("at-local"), || rt.block_on(local.run()));
     common::assert_busy_here(&err.unwrap_err(), "at-local");
 }
 
@@ -402,7 +384,7 @@ fn without_send() {
 /// A `()` output prints the busy line, as a `()` function does.
 #[test]
 fn unit_output_prints_the_busy_line() {
-    let out = while_held(named("at-announce"), || {
+    let out = common::while_held(named("at-announce"), || {
         common::output(common::spawn_role("announce"))
     });
     let (stdout, stderr) = (&out.stdout, &out.stderr);

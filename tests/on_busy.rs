@@ -8,28 +8,9 @@ mod common;
 
 use lockattr::{Lock, LockName, exclusive};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::thread;
 
 fn named(name: &'static str) -> Lock {
     Lock::new(LockName::new(name))
-}
-
-/// Holds `lock` on another thread while `f` runs.
-fn while_held<T>(lock: Lock, f: impl FnOnce() -> T) -> T {
-    let (held_tx, held_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let holder = thread::spawn(move || {
-        let guard = lock.acquire().expect("the holder takes the lock");
-        held_tx.send(()).expect("tell the test");
-        let _ = stop_rx.recv();
-        drop(guard);
-    });
-    held_rx.recv().expect("the holder took the lock");
-    let out = f();
-    drop(stop_tx);
-    holder.join().expect("the holder thread");
-    out
 }
 
 /// The message of a caught panic.
@@ -60,7 +41,7 @@ fn report() {
 
 #[test]
 fn a_closure_prints_its_own_line_naming_the_holder() {
-    let out = while_held(named("ob-report"), || {
+    let out = common::while_held(named("ob-report"), || {
         common::output(common::spawn_role("report"))
     });
     let (stdout, stderr) = (&out.stdout, &out.stderr);
@@ -108,7 +89,7 @@ fn mapped_setup() -> Result<u32, ToolError> {
 #[test]
 fn a_closure_maps_busy_to_the_users_error() {
     assert_eq!(mapped(1), Ok(2));
-    let busy = while_held(named("ob-mapped"), || mapped(1));
+    let busy = common::while_held(named("ob-mapped"), || mapped(1));
     assert_eq!(
         busy,
         Err(ToolError::Busy {
@@ -145,7 +126,7 @@ fn a_closure_on_an_async_fn() {
         .build()
         .unwrap();
     assert_eq!(rt.block_on(rt.spawn(fetch(7))).unwrap(), Ok(7));
-    let busy = while_held(named("ob-async"), || rt.block_on(fetch(7)));
+    let busy = common::while_held(named("ob-async"), || rt.block_on(fetch(7)));
     assert_eq!(
         busy,
         Err(format!("busy, held by {:?}", Some(std::process::id())))
@@ -177,13 +158,14 @@ fn range_setup() -> Result<impl Iterator<Item = u32>, lockattr::Error> {
 #[test]
 fn result_of_impl_trait() {
     assert_eq!(evens(7).unwrap().collect::<Vec<_>>(), [0, 2, 4, 6]);
-    match while_held(named("ob-impl"), || evens(7).map(Iterator::count)) {
+    match common::while_held(named("ob-impl"), || evens(7).map(Iterator::count)) {
         Err(ToolError::Busy { lock, .. }) => assert_eq!(lock, "ob-impl"),
         Ok(n) => panic!("busy, yet {n} items"),
     }
 
     assert_eq!(odds(7).unwrap().collect::<Vec<_>>(), [1, 3, 5]);
-    let err = while_held(named("ob-impl-anyhow"), || odds(7).map(Iterator::count)).unwrap_err();
+    let err =
+        common::while_held(named("ob-impl-anyhow"), || odds(7).map(Iterator::count)).unwrap_err();
     let err: &lockattr::Error = err.downcast_ref().expect("a lockattr::Error");
     assert!(err.is_busy(), "{err}");
 
@@ -206,7 +188,7 @@ fn doubler() -> fn(u32) -> u32 {
 #[test]
 fn a_closure_in_parentheses_is_the_value() {
     assert_eq!(doubler()(10), 11);
-    let busy = while_held(named("ob-value"), doubler);
+    let busy = common::while_held(named("ob-value"), doubler);
     assert_eq!(busy(10), 20);
 }
 

@@ -473,6 +473,23 @@ pub fn busy_elsewhere(lock: lockattr::Lock) -> bool {
     .expect("the probing thread")
 }
 
+/// Holds `lock` on another thread while `f` runs.
+pub fn while_held<T>(lock: lockattr::Lock, f: impl FnOnce() -> T) -> T {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let guard = lock.acquire().expect("the holder takes the lock");
+        held_tx.send(()).expect("tell the test");
+        let _ = stop_rx.recv();
+        drop(guard);
+    });
+    held_rx.recv().expect("the holder took the lock");
+    let out = f();
+    drop(stop_tx);
+    holder.join().expect("the holder thread");
+    out
+}
+
 /// `err` says busy, for lock `name`, held by another thread or task of
 /// this process.
 pub fn assert_busy_here(err: &lockattr::Error, name: &str) {
