@@ -174,6 +174,23 @@ fn a_held_file_moved_away_is_reported_at_release() {
     );
 }
 
+/// The same for a file made long before the hold: the release then asks
+/// the descriptor (`fstat`), and the rename shows in the file's change
+/// time. The wait ages the file past the two seconds under which a change
+/// time is not trusted (the kernel's coarse clock); it is no
+/// synchronisation.
+#[test]
+fn an_old_held_file_moved_away_is_reported_at_release() {
+    let dir = TempDir::new("moved-old");
+    let path = dir.path().join("moved-old.lock");
+    std::fs::File::create(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let a = start_holder(&dir, "moved-old");
+    std::fs::rename(&path, dir.path().join("moved-old-elsewhere")).unwrap();
+    let line = warning(&a.release(), "moved away");
+    assert!(line.contains("moved away"), "says what happened: {line}");
+}
+
 /// The warning is said out of the lock's own mutex: a message function of
 /// the program's that asks about the same lock gets its answer (false)
 /// instead of hanging the release.

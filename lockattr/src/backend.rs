@@ -195,7 +195,7 @@ impl Target {
     /// open and our lock, and the next caller would lock the new file).
     pub(crate) fn confirm(&self, name: Option<&str>, handle: &Handle) -> Result<bool, Error> {
         match handle {
-            Handle::File(file) => file::still_named(self.ctx(name), file.identity),
+            Handle::File(file) => file::still_named(self.ctx(name), file),
             #[cfg(feature = "postgres")]
             Handle::Advisory(_) => Ok(true),
         }

@@ -8,6 +8,7 @@ use rustix::io::Errno;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The mode a lock file is created with: readable by every user, which is
 /// all flock(2) needs.
@@ -62,12 +63,34 @@ impl<'a> Ctx<'a> {
 pub(crate) struct LockFile {
     fd: OwnedFd,
     pub(crate) identity: Identity,
+    /// The file's change time (`st_ctime`, seconds and nanoseconds) when
+    /// the path last named it, for [`LockFile::lost`]; `i64::MIN` seconds
+    /// when the path must be looked up again at release.
+    checked: (AtomicI64, AtomicI64),
 }
 
 impl LockFile {
     pub(crate) fn open(ctx: Ctx<'_>) -> Result<LockFile, Error> {
         let (fd, identity) = open(ctx)?;
-        Ok(LockFile { fd, identity })
+        let checked = (AtomicI64::new(i64::MIN), AtomicI64::new(0));
+        Ok(LockFile {
+            fd,
+            identity,
+            checked,
+        })
+    }
+
+    /// The path named this file just now (`lstat` gave `st`). A change time
+    /// under a second old is not kept: the kernel stamps it with a coarse
+    /// clock, so a rename in the same tick could leave it as it was.
+    fn note_checked(&self, st: &Stat) {
+        let (sec, nsec) = ctime(st);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.as_secs() as i64);
+        let kept = if now - sec >= 2 { sec } else { i64::MIN };
+        self.checked.0.store(kept, Ordering::Relaxed);
+        self.checked.1.store(nsec, Ordering::Relaxed);
     }
 
     pub(crate) fn lock(&self, mode: LockMode, block: bool) -> Result<Try, Errno> {
@@ -80,16 +103,35 @@ impl LockFile {
 
     /// Whether the path no longer names the file we hold, asked at release:
     /// `rm`, a `/tmp` cleaner, `mv` of the file elsewhere, or `mv` or `cp`
-    /// over it. One `lstat`, as the check after locking. When the path
+    /// over it. An `fstat` of the descriptor answers most of it at a third
+    /// of a path look-up's cost: a file still linked whose change time is
+    /// the one seen when the path last named it was neither unlinked nor
+    /// renamed (both change it). Otherwise the path is looked up. When it
     /// cannot be looked at now (an unsearchable directory), nothing is
     /// said: that is no evidence of a removal.
     pub(crate) fn lost(&self, c_path: &CStr) -> Option<Lost> {
+        let st = retry(|| rustix::fs::fstat(&self.fd)).ok()?;
+        let checked = (
+            self.checked.0.load(Ordering::Relaxed),
+            self.checked.1.load(Ordering::Relaxed),
+        );
+        let unchanged = ctime(&st) == checked;
+        if st.st_nlink > 0 && unchanged {
+            return None;
+        }
         match named(c_path, self.identity) {
             Ok(Named::Same) | Err(_) => None,
             Ok(Named::Deleted) => Some(Lost::Deleted),
             Ok(Named::Replaced) => Some(Lost::Replaced),
         }
     }
+}
+
+/// A file's change time, seconds and nanoseconds.
+// Both are `i64` on 64-bit Linux but other types elsewhere.
+#[allow(clippy::unnecessary_cast)]
+fn ctime(st: &Stat) -> (i64, i64) {
+    (st.st_ctime as i64, st.st_ctime_nsec as i64)
 }
 
 /// Opens the lock file, creating it if missing, and checks it is a regular
@@ -350,10 +392,13 @@ pub(crate) fn unlock(fd: BorrowedFd<'_>) {
 /// Whether `path` still names the file we locked. A holder that deleted or
 /// replaced it meanwhile would otherwise leave us locking an orphan inode
 /// while the next caller locks the new file.
-pub(crate) fn still_named(ctx: Ctx<'_>, identity: Identity) -> Result<bool, Error> {
-    match named(ctx.c_path, identity) {
-        Ok(Named::Same) => Ok(true),
-        Ok(Named::Deleted | Named::Replaced) => Ok(false),
+pub(crate) fn still_named(ctx: Ctx<'_>, file: &LockFile) -> Result<bool, Error> {
+    match retry(|| rustix::fs::lstat(ctx.c_path)) {
+        Ok(st) if Identity::of(&st) == file.identity => {
+            file.note_checked(&st);
+            Ok(true)
+        }
+        Ok(_) | Err(Errno::NOENT) => Ok(false),
         Err(errno) => Err(ctx.os("check", errno, dir_hint(ctx, errno))),
     }
 }
